@@ -1,0 +1,468 @@
+//! Direct 3D convolution: kernel 3x3x3 (pad 1, stride 1 or 2) and 1x1x1, grouped, with
+//! bias and an accumulate-in-place epilogue.
+//!
+//! # Design
+//!
+//! The network's convolutions have few channels per group (1 to 256, mostly 8 to 64) and
+//! large volumes (up to 128³). im2col would copy the input 27 times per group and buy a
+//! GEMM whose K dimension (`cin/G * 27`) is still small; instead the convolution is
+//! computed directly:
+//!
+//! - **Vectorized along W.** One register holds `LANES` consecutive output voxels of a row
+//!   (16 with AVX-512, 8 with AVX2). The input row segment for tap `kx` is one unaligned
+//!   load at offset `kx` (stride 1) or an even-element gather of two loads (stride 2).
+//! - **A block of output channels in registers.** A tile is `OC` output channels x `NW`
+//!   vectors along W, accumulated over all `cin/G * 27` taps before it is stored once. Per
+//!   tap it costs `NW` input loads and `OC` broadcast weights for `OC * NW` FMAs; the
+//!   broadcast is folded into the FMA as an embedded-broadcast memory operand on AVX-512.
+//!   AVX-512 uses 8 x 3 (24 accumulators + 3 inputs of the 32 registers), AVX2 4 x 3
+//!   (12 + 3 of 16), portable 4 x 2.
+//! - **Prepacked weights.** [`Conv3d::new`] repacks MXNet's `(Cout, Cin/G, k, k, k)` into
+//!   `[group][oc block][ci][tap][OC]`, zero-padding the last block, so the inner loop reads
+//!   weights strictly sequentially.
+//! - **Zero halo instead of bounds checks.** Inputs carry a one-voxel zero border
+//!   ([`crate::tensor`]); the kernel never tests for edges. Only the last vector of a row
+//!   is stored with a mask.
+//! - **Loop order.** A task is one output plane `z` of one group. Inside it, rows `y`, then
+//!   W-tiles, then the output-channel blocks innermost, so the `9 * cin/G` input row
+//!   segments of a tile stay in L1 while every block of output channels uses them. Layers
+//!   whose per-group weights exceed [`WEIGHTS_INNER_LIMIT`] (the deep, small-volume
+//!   layers of net32) swap the order: a task is one output-channel block, the voxels loop
+//!   inside it, so that block's weights stay in L2 instead of being streamed per row.
+//! - **Threads.** Tasks go to rayon. Every output element is produced by one task with one
+//!   fixed summation order (input channels, then taps), so results are bit-identical for
+//!   any thread count.
+//!
+//! The measured rates that decided these choices are in the crate's BENCHMARKS section of
+//! the README and in `benches/layers.rs`.
+
+use crate::isa::Kind;
+use crate::simd::{Portable, Simd};
+#[cfg(target_arch = "x86_64")]
+use crate::simd::{Avx2, Avx512};
+use crate::tensor::{SharedMut, View, ViewMut};
+use crate::{Error, Isa};
+use rayon::prelude::*;
+
+/// Per-group packed weights above this many bytes switch to channel-block-outer order.
+pub const WEIGHTS_INNER_LIMIT: usize = 256 * 1024;
+
+/// What a convolution computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvSpec {
+    pub cin: usize,
+    pub cout: usize,
+    pub groups: usize,
+    /// 1 (pad 0) or 3 (pad 1).
+    pub kernel: usize,
+    /// 1 or 2.
+    pub stride: usize,
+}
+
+impl ConvSpec {
+    /// Output spatial size for an input side of `n` voxels.
+    pub fn output_size(&self, n: usize) -> usize {
+        let pad = self.kernel / 2;
+        if n + 2 * pad < self.kernel {
+            0
+        } else {
+            (n + 2 * pad - self.kernel) / self.stride + 1
+        }
+    }
+    /// Floating-point operations (2 per multiply-add) for `out_voxels` output voxels.
+    pub fn flops(&self, out_voxels: usize) -> u64 {
+        2 * (out_voxels as u64)
+            * (self.cout as u64)
+            * (self.cin / self.groups.max(1)) as u64
+            * (self.kernel as u64).pow(3)
+    }
+    /// Number of weights MXNet stores: `cout * cin/groups * kernel³`.
+    pub fn weight_len(&self) -> usize {
+        self.cout * (self.cin / self.groups.max(1)) * self.kernel.pow(3)
+    }
+    fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::new(format!("conv {self:?}: {m}")));
+        if self.groups == 0 || self.cin == 0 || self.cout == 0 {
+            return bad("channels and groups must be positive".into());
+        }
+        if self.cin % self.groups != 0 || self.cout % self.groups != 0 {
+            return bad(format!(
+                "channels ({} in, {} out) are not divisible by {} groups",
+                self.cin, self.cout, self.groups
+            ));
+        }
+        if !matches!((self.kernel, self.stride), (3, 1) | (3, 2) | (1, 1)) {
+            return bad("supported: kernel 3 with stride 1 or 2, kernel 1 with stride 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// What the convolution does with its output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Epilogue {
+    /// `out = conv(x) + bias`.
+    Store,
+    /// `out += conv(x) + bias` (the residual block's `x + conv2(..)`, in place).
+    Accumulate,
+}
+
+/// A convolution with its weights packed for one instruction set.
+#[derive(Clone, Debug)]
+pub struct Conv3d {
+    spec: ConvSpec,
+    isa: Isa,
+    oc_block: usize,
+    packed: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+/// Output channels per register tile for an ISA (see the module note).
+fn oc_block_for(isa: Isa) -> usize {
+    match isa.kind() {
+        Kind::Avx512 => 8,
+        Kind::Avx2 | Kind::Portable => 4,
+    }
+}
+
+impl Conv3d {
+    /// Packs `weights` (MXNet layout `(cout, cin/groups, k, k, k)`) and `bias` (`cout`
+    /// values, or none for zero) for `isa`.
+    pub fn new(
+        isa: Isa,
+        spec: ConvSpec,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Result<Conv3d, Error> {
+        spec.validate()?;
+        if weights.len() != spec.weight_len() {
+            return Err(Error::new(format!(
+                "conv {spec:?}: {} weights given, ({}, {}, {k}, {k}, {k}) needs {}",
+                weights.len(),
+                spec.cout,
+                spec.cin / spec.groups,
+                spec.weight_len(),
+                k = spec.kernel
+            )));
+        }
+        let bias = match bias {
+            Some(b) if b.len() != spec.cout => {
+                return Err(Error::new(format!(
+                    "conv {spec:?}: {} bias values given, {} needed",
+                    b.len(),
+                    spec.cout
+                )))
+            }
+            Some(b) => b.to_vec(),
+            None => vec![0.0; spec.cout],
+        };
+        let oc_block = oc_block_for(isa);
+        let (cin_g, cout_g) = (spec.cin / spec.groups, spec.cout / spec.groups);
+        let taps = spec.kernel.pow(3);
+        let n_ob = cout_g.div_ceil(oc_block);
+        let mut packed = vec![0.0f32; spec.groups * n_ob * cin_g * taps * oc_block];
+        let mut at = 0;
+        for g in 0..spec.groups {
+            for ob in 0..n_ob {
+                for ci in 0..cin_g {
+                    for tap in 0..taps {
+                        for o in 0..oc_block {
+                            let oc = ob * oc_block + o;
+                            if oc < cout_g {
+                                let co = g * cout_g + oc;
+                                packed[at] = weights[(co * cin_g + ci) * taps + tap];
+                            }
+                            at += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Conv3d {
+            spec,
+            isa,
+            oc_block,
+            packed,
+            bias,
+        })
+    }
+
+    pub fn spec(&self) -> ConvSpec {
+        self.spec
+    }
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Runs the convolution of `input` into `output`. The input needs a halo of at least
+    /// 1 for kernel 3; the output may have any halo (its halo is not written).
+    pub fn run(&self, input: &View, output: &mut ViewMut, epilogue: Epilogue) -> Result<(), Error> {
+        let spec = self.spec;
+        let (il, ol) = (input.view_layout(), output.view_layout());
+        let fail = |m: String| Err(Error::new(format!("conv {spec:?}: {m}")));
+        if il.c != spec.cin {
+            return fail(format!("input has {} channels, expected {}", il.c, spec.cin));
+        }
+        if ol.c != spec.cout {
+            return fail(format!("output has {} channels, expected {}", ol.c, spec.cout));
+        }
+        let pad = spec.kernel / 2;
+        if il.halo < pad {
+            return fail(format!("input halo {} is smaller than the padding {pad}", il.halo));
+        }
+        let want = (
+            spec.output_size(il.d),
+            spec.output_size(il.h),
+            spec.output_size(il.w),
+        );
+        if (ol.d, ol.h, ol.w) != want {
+            return fail(format!(
+                "output is {}x{}x{}, input {}x{}x{} gives {}x{}x{}",
+                ol.d, ol.h, ol.w, il.d, il.h, il.w, want.0, want.1, want.2
+            ));
+        }
+        if ol.voxels() == 0 {
+            return Ok(());
+        }
+        let (cin_g, cout_g) = (spec.cin / spec.groups, spec.cout / spec.groups);
+        let ib = input.buffer_layout();
+        let ob = output.buffer_layout();
+        let in_origin =
+            ib.index(input.c0(), 0, 0, 0) - (ib.plane_stride() + ib.row_stride() + 1) * pad;
+        let out_origin = ob.index(output.c0(), 0, 0, 0);
+        let job = Job {
+            input: input.data()[in_origin..].as_ptr(),
+            in_cs: ib.channel_stride(),
+            in_ps: ib.plane_stride(),
+            in_rs: ib.row_stride(),
+            output: SharedMut(output.data_mut()[out_origin..].as_mut_ptr()),
+            out_cs: ob.channel_stride(),
+            out_ps: ob.plane_stride(),
+            out_rs: ob.row_stride(),
+            out_d: ol.d,
+            out_h: ol.h,
+            out_w: ol.w,
+            cin_g,
+            cout_g,
+            n_ob: cout_g.div_ceil(self.oc_block),
+            weights: self.packed.as_ptr(),
+            bias: self.bias.as_ptr(),
+            accumulate: epilogue == Epilogue::Accumulate,
+        };
+        let per_group_bytes = cin_g * spec.kernel.pow(3) * job.n_ob * self.oc_block * 4;
+        let oc_outer = per_group_bytes > WEIGHTS_INNER_LIMIT;
+        let tasks = if oc_outer {
+            spec.groups * job.n_ob
+        } else {
+            spec.groups * ol.d
+        };
+        let (isa, k, s) = (self.isa.kind(), spec.kernel, spec.stride);
+        (0..tasks).into_par_iter().for_each(|t| {
+            let task = if oc_outer {
+                Task {
+                    group: t / job.n_ob,
+                    ob_range: (t % job.n_ob, t % job.n_ob + 1),
+                    z_range: (0, job.out_d),
+                }
+            } else {
+                Task {
+                    group: t / job.out_d,
+                    ob_range: (0, job.n_ob),
+                    z_range: (t % job.out_d, t % job.out_d + 1),
+                }
+            };
+            // Safety: `run` checked the channel counts, the input halo (so every tap
+            // reads inside the buffer, with at most two vectors of over-read that the
+            // buffer slack covers) and the output size (so every store lands in the
+            // output view's interior). Tasks write disjoint output elements: each owns
+            // one (group, output plane) or one (group, channel block). The ISA was
+            // proven present when `self.isa` was obtained.
+            unsafe { run_task(isa, k, s, &job, &task) }
+        });
+        Ok(())
+    }
+}
+
+/// Everything a task needs, as raw pointers and strides (validated by [`Conv3d::run`]).
+struct Job {
+    /// Input at channel 0 of the view, padded coordinates `(-pad, -pad, -pad)` of the
+    /// interior, i.e. the first tap of output voxel 0.
+    input: *const f32,
+    in_cs: usize,
+    in_ps: usize,
+    in_rs: usize,
+    /// Output at the interior origin of channel 0 of the view.
+    output: SharedMut,
+    out_cs: usize,
+    out_ps: usize,
+    out_rs: usize,
+    out_d: usize,
+    out_h: usize,
+    out_w: usize,
+    cin_g: usize,
+    cout_g: usize,
+    n_ob: usize,
+    weights: *const f32,
+    bias: *const f32,
+    accumulate: bool,
+}
+
+// Safety: the raw pointers are only read (input, weights, bias) or written at disjoint
+// elements by the tasks (output), while `run` holds the borrows they came from.
+unsafe impl Sync for Job {}
+
+struct Task {
+    group: usize,
+    ob_range: (usize, usize),
+    z_range: (usize, usize),
+}
+
+/// Calls the task body compiled for `isa`, kernel size `k` and stride `s`.
+///
+/// # Safety
+/// See [`Conv3d::run`]: the job's pointers must be valid for the shapes it describes
+/// and the ISA must be present.
+unsafe fn run_task(isa: Kind, k: usize, s: usize, job: &Job, task: &Task) {
+    match (isa, k, s) {
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx512, 3, 1) => task_avx512::<3, 1>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx512, 3, 2) => task_avx512::<3, 2>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx512, _, _) => task_avx512::<1, 1>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx2, 3, 1) => task_avx2::<3, 1>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx2, 3, 2) => task_avx2::<3, 2>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx2, _, _) => task_avx2::<1, 1>(job, task),
+        (_, 3, 1) => task_body::<Portable, 4, 2, 3, 1>(Portable, job, task),
+        (_, 3, 2) => task_body::<Portable, 4, 2, 3, 2>(Portable, job, task),
+        _ => task_body::<Portable, 4, 2, 1, 1>(Portable, job, task),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn task_avx512<const K: usize, const S: usize>(job: &Job, task: &Task) {
+    task_body::<Avx512, 8, 3, K, S>(Avx512, job, task)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn task_avx2<const K: usize, const S: usize>(job: &Job, task: &Task) {
+    task_body::<Avx2, 4, 3, K, S>(Avx2, job, task)
+}
+
+/// One task: every output row of the task's planes and channel blocks.
+#[inline(always)]
+unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, const ST: usize>(
+    s: S,
+    job: &Job,
+    task: &Task,
+) {
+    let lanes = S::LANES;
+    let step = NW * lanes;
+    let taps = K * K * K;
+    let g = task.group;
+    for zo in task.z_range.0..task.z_range.1 {
+        for yo in 0..job.out_h {
+            let in_row = job
+                .input
+                .add(g * job.cin_g * job.in_cs + zo * ST * job.in_ps + yo * ST * job.in_rs);
+            let out_row = job.output.0.add(zo * job.out_ps + yo * job.out_rs);
+            let mut x0 = 0;
+            while x0 < job.out_w {
+                let rem = job.out_w - x0;
+                let nv = if rem >= step { NW } else { rem.div_ceil(lanes) };
+                let last = (rem - (nv - 1) * lanes).min(lanes);
+                for ob in task.ob_range.0..task.ob_range.1 {
+                    let oc0 = g * job.cout_g + ob * OC;
+                    let tile = Tile {
+                        input: in_row.add(x0 * ST),
+                        output: out_row.add(oc0 * job.out_cs + x0),
+                        weights: job.weights.add((g * job.n_ob + ob) * job.cin_g * taps * OC),
+                        bias: job.bias.add(oc0),
+                        valid_oc: (job.cout_g - ob * OC).min(OC),
+                        last_lanes: last,
+                    };
+                    match nv {
+                        1 => tile_kernel::<S, OC, 1, K, ST>(s, job, &tile),
+                        2 => tile_kernel::<S, OC, 2, K, ST>(s, job, &tile),
+                        _ => tile_kernel::<S, OC, NW, K, ST>(s, job, &tile),
+                    }
+                }
+                x0 += nv * lanes;
+            }
+        }
+    }
+}
+
+struct Tile {
+    input: *const f32,
+    output: *mut f32,
+    weights: *const f32,
+    bias: *const f32,
+    valid_oc: usize,
+    last_lanes: usize,
+}
+
+/// The register tile: `OC` output channels x `NW` vectors of one output row, summed over
+/// all input channels of the group and all taps, then stored with bias (and the old
+/// output value for [`Epilogue::Accumulate`]).
+#[inline(always)]
+unsafe fn tile_kernel<
+    S: Simd,
+    const OC: usize,
+    const NW: usize,
+    const K: usize,
+    const ST: usize,
+>(
+    s: S,
+    job: &Job,
+    t: &Tile,
+) {
+    let lanes = S::LANES;
+    let mut acc = [[s.zero(); NW]; OC];
+    let mut w = t.weights;
+    for ci in 0..job.cin_g {
+        let plane = t.input.add(ci * job.in_cs);
+        for kz in 0..K {
+            for ky in 0..K {
+                let row = plane.add(kz * job.in_ps + ky * job.in_rs);
+                for kx in 0..K {
+                    let mut x = [s.zero(); NW];
+                    for (v, xv) in x.iter_mut().enumerate() {
+                        *xv = if ST == 1 {
+                            s.load(row.add(kx + v * lanes))
+                        } else {
+                            s.load_even(row.add(kx + 2 * v * lanes))
+                        };
+                    }
+                    for (o, acc_o) in acc.iter_mut().enumerate() {
+                        for v in 0..NW {
+                            acc_o[v] = s.mul_add_bcast(w.add(o), x[v], acc_o[v]);
+                        }
+                    }
+                    w = w.add(OC);
+                }
+            }
+        }
+    }
+    for (o, acc_o) in acc.iter().enumerate() {
+        if o >= t.valid_oc {
+            break;
+        }
+        let b = s.splat(*t.bias.add(o));
+        let out = t.output.add(o * job.out_cs);
+        for (v, &a) in acc_o.iter().enumerate() {
+            let n = if v == NW - 1 { t.last_lanes } else { lanes };
+            let p = out.add(v * lanes);
+            let mut r = s.add(a, b);
+            if job.accumulate {
+                r = s.add(r, s.load_n(p, n));
+            }
+            s.store_n(p, r, n);
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The memory-bound layers: softmax over channels, average pooling (kernel = stride),
+//! the group max of the encoder skips, and element-wise addition.
+//!
+//! Each is a plain loop over rows, run inside [`vectorized`] so the compiler vectorizes it
+//! for the active instruction set, and split over rayon by (channel,) plane. They read and
+//! write through views, so a producer can write straight into a channel range of a
+//! concatenation buffer or into the interior of a zero-halo conv input.
+
+use crate::isa::vectorized;
+use crate::tensor::{Layout, SharedMut, View, ViewMut};
+use crate::{Error, Isa};
+use rayon::prelude::*;
+
+fn same_shape(what: &str, a: Layout, b: Layout) -> Result<(), Error> {
+    if a.c != b.c || !a.same_spatial(&b) {
+        return Err(Error::new(format!("{what}: input {a} and output {b} differ in shape")));
+    }
+    Ok(())
+}
+
+/// Mutable row `(c, z, y)` of the interior of a buffer laid out as `layout`.
+///
+/// # Safety
+/// `base` must point at a buffer laid out as `layout` that holds channel `c`, and no
+/// other thread may access that row at the same time.
+#[inline(always)]
+unsafe fn row_mut<'a>(base: SharedMut, layout: &Layout, c: usize, z: usize, y: usize) -> &'a mut [f32] {
+    std::slice::from_raw_parts_mut(base.0.add(layout.index(c, z, y, 0)), layout.w)
+}
+
+#[inline(always)]
+fn row<'a>(data: &'a [f32], layout: &Layout, c: usize, z: usize, y: usize) -> &'a [f32] {
+    let at = layout.index(c, z, y, 0);
+    &data[at..at + layout.w]
+}
+
+/// Softmax over the channel axis, voxel by voxel: `out[c] = exp(x[c] - max) / sum`.
+pub fn softmax(isa: Isa, input: &View, output: &mut ViewMut) -> Result<(), Error> {
+    let (il, ol) = (input.view_layout(), output.view_layout());
+    same_shape("softmax", il, ol)?;
+    let (ib, ob, ic0, oc0) = (input.buffer_layout(), output.buffer_layout(), input.c0(), output.c0());
+    let src = input.data();
+    let dst = SharedMut(output.data_mut().as_mut_ptr());
+    let channels = il.c;
+    (0..il.d).into_par_iter().for_each(|z| {
+        vectorized(isa, || {
+            let mut exps = vec![0.0f32; channels * il.w];
+            for y in 0..il.h {
+                let mut max = row(src, &ib, ic0, z, y).to_vec();
+                for c in 1..channels {
+                    for (m, &x) in max.iter_mut().zip(row(src, &ib, ic0 + c, z, y)) {
+                        *m = m.max(x);
+                    }
+                }
+                let mut sum = vec![0.0f32; il.w];
+                for c in 0..channels {
+                    let e = &mut exps[c * il.w..(c + 1) * il.w];
+                    for ((e, &x), (&m, s)) in e.iter_mut().zip(row(src, &ib, ic0 + c, z, y)).zip(max.iter().zip(sum.iter_mut())) {
+                        *e = (x - m).exp();
+                        *s += *e;
+                    }
+                }
+                for c in 0..channels {
+                    // Safety: the output has the input's shape (checked above); task `z`
+                    // writes only plane z.
+                    let out = unsafe { row_mut(dst, &ob, oc0 + c, z, y) };
+                    for ((o, &e), &s) in out.iter_mut().zip(&exps[c * il.w..(c + 1) * il.w]).zip(&sum) {
+                        *o = e / s;
+                    }
+                }
+            }
+        })
+    });
+    Ok(())
+}
+
+/// Average pooling with kernel = stride = `k` and no padding; input sides must be
+/// multiples of `k`.
+pub fn avg_pool(isa: Isa, k: usize, input: &View, output: &mut ViewMut) -> Result<(), Error> {
+    let (il, ol) = (input.view_layout(), output.view_layout());
+    if k == 0 || il.d % k != 0 || il.h % k != 0 || il.w % k != 0 {
+        return Err(Error::new(format!("avg pool k{k}: input {il} is not a multiple of {k}")));
+    }
+    same_shape(&format!("avg pool k{k}"), Layout::new(il.c, il.d / k, il.h / k, il.w / k, 0), ol)?;
+    let (ib, ob, ic0, oc0) = (input.buffer_layout(), output.buffer_layout(), input.c0(), output.c0());
+    let src = input.data();
+    let dst = SharedMut(output.data_mut().as_mut_ptr());
+    let inv = 1.0 / (k * k * k) as f32;
+    (0..ol.c * ol.d).into_par_iter().for_each(|t| {
+        let (c, z) = (t / ol.d, t % ol.d);
+        vectorized(isa, || {
+            let mut acc = vec![0.0f32; il.w];
+            for y in 0..ol.h {
+                acc.iter_mut().for_each(|a| *a = 0.0);
+                for dz in 0..k {
+                    for dy in 0..k {
+                        for (a, &x) in acc.iter_mut().zip(row(src, &ib, ic0 + c, z * k + dz, y * k + dy)) {
+                            *a += x;
+                        }
+                    }
+                }
+                // Safety: the output is the input shrunk by k (checked above); task
+                // (c, z) writes only that plane.
+                let out = unsafe { row_mut(dst, &ob, oc0 + c, z, y) };
+                for (x, o) in out.iter_mut().enumerate() {
+                    *o = acc[x * k..(x + 1) * k].iter().sum::<f32>() * inv;
+                }
+            }
+        })
+    });
+    Ok(())
+}
+
+/// The group max ("transform_encoders_feature_map"): with `C` input channels in
+/// `groups` contiguous groups, `out[c] = max_g in[g * C / groups + c]`.
+pub fn group_max(isa: Isa, groups: usize, input: &View, output: &mut ViewMut) -> Result<(), Error> {
+    let (il, ol) = (input.view_layout(), output.view_layout());
+    if groups == 0 || il.c % groups != 0 {
+        return Err(Error::new(format!("group max: {} channels are not divisible by {groups} groups", il.c)));
+    }
+    let cg = il.c / groups;
+    same_shape("group max", il.with(cg, 0), ol.with(ol.c, 0))?;
+    let (ib, ob, ic0, oc0) = (input.buffer_layout(), output.buffer_layout(), input.c0(), output.c0());
+    let src = input.data();
+    let dst = SharedMut(output.data_mut().as_mut_ptr());
+    (0..cg * il.d).into_par_iter().for_each(|t| {
+        let (c, z) = (t / il.d, t % il.d);
+        vectorized(isa, || {
+            for y in 0..il.h {
+                // Safety: the output has the input's spatial shape and `cg` channels
+                // (checked above); task (c, z) writes only that plane.
+                let out = unsafe { row_mut(dst, &ob, oc0 + c, z, y) };
+                out.copy_from_slice(row(src, &ib, ic0 + c, z, y));
+                for g in 1..groups {
+                    for (o, &x) in out.iter_mut().zip(row(src, &ib, ic0 + g * cg + c, z, y)) {
+                        *o = o.max(x);
+                    }
+                }
+            }
+        })
+    });
+    Ok(())
+}
+
+/// `output += input`, element-wise.
+pub fn add_assign(isa: Isa, input: &View, output: &mut ViewMut) -> Result<(), Error> {
+    let (il, ol) = (input.view_layout(), output.view_layout());
+    same_shape("add", il, ol)?;
+    let (ib, ob, ic0, oc0) = (input.buffer_layout(), output.buffer_layout(), input.c0(), output.c0());
+    let src = input.data();
+    let dst = SharedMut(output.data_mut().as_mut_ptr());
+    (0..il.c * il.d).into_par_iter().for_each(|t| {
+        let (c, z) = (t / il.d, t % il.d);
+        vectorized(isa, || {
+            for y in 0..il.h {
+                // Safety: same shapes (checked above); task (c, z) writes only its plane.
+                let out = unsafe { row_mut(dst, &ob, oc0 + c, z, y) };
+                for (o, &x) in out.iter_mut().zip(row(src, &ib, ic0 + c, z, y)) {
+                    *o += x;
+                }
+            }
+        })
+    });
+    Ok(())
+}

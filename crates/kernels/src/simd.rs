@@ -1,0 +1,257 @@
+//! The vector operations the kernels are written in, one implementation per ISA.
+//!
+//! Kernels are written once, generic over [`Simd`], and marked `#[inline(always)]`; thin
+//! `#[target_feature]` wrappers (see `dispatch!` users) instantiate them per ISA, so the
+//! intrinsics below are inlined into code compiled with the right features (the shape
+//! rten-simd uses). The implementing types are zero-sized tokens that only the
+//! dispatchers construct, after [`crate::Isa`] has proven the features present.
+//!
+//! Only what the kernels need is here: full-width and strided loads, masked stores for
+//! row tails, and fused multiply-add with a broadcast weight (which AVX-512 folds into
+//! an embedded-broadcast memory operand).
+
+/// One SIMD register type and the operations on it.
+///
+/// # Safety
+/// Implementors' methods may only be called when the CPU supports the ISA they
+/// are written for; the pointer methods additionally require the documented memory
+/// to be readable/writable.
+pub(crate) unsafe trait Simd: Copy {
+    type V: Copy;
+    /// f32 lanes per vector.
+    const LANES: usize;
+
+    fn zero(self) -> Self::V;
+    fn splat(self, x: f32) -> Self::V;
+    /// `a * b + c`, fused where the ISA has FMA.
+    fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    fn add(self, a: Self::V, b: Self::V) -> Self::V;
+
+    /// Loads `LANES` floats from `p`.
+    ///
+    /// # Safety
+    /// `p .. p + LANES` must be readable.
+    unsafe fn load(self, p: *const f32) -> Self::V;
+
+    /// Loads `p[0], p[2], .., p[2 * (LANES - 1)]` (the stride-2 input of a strided conv).
+    ///
+    /// # Safety
+    /// `p .. p + 2 * LANES` must be readable.
+    unsafe fn load_even(self, p: *const f32) -> Self::V;
+
+    /// Stores all lanes to `p`.
+    ///
+    /// # Safety
+    /// `p .. p + LANES` must be writable.
+    unsafe fn store(self, p: *mut f32, v: Self::V);
+
+    /// Stores the first `n` lanes (`n <= LANES`) to `p`, leaving the rest untouched.
+    ///
+    /// # Safety
+    /// `p .. p + n` must be writable.
+    unsafe fn store_first(self, p: *mut f32, v: Self::V, n: usize);
+
+    /// `acc + (*w) * x`: the broadcast-weight FMA of the convolution inner loops.
+    ///
+    /// # Safety
+    /// `w` must be readable.
+    #[inline(always)]
+    unsafe fn mul_add_bcast(self, w: *const f32, x: Self::V, acc: Self::V) -> Self::V {
+        self.mul_add(self.splat(*w), x, acc)
+    }
+
+    /// Stores the first `n` lanes, or all of them without a mask when `n == LANES`.
+    ///
+    /// # Safety
+    /// `p .. p + n` must be writable.
+    #[inline(always)]
+    unsafe fn store_n(self, p: *mut f32, v: Self::V, n: usize) {
+        if n == Self::LANES {
+            self.store(p, v)
+        } else {
+            self.store_first(p, v, n)
+        }
+    }
+
+    /// Loads `n <= LANES` floats from `p`; the other lanes are zero.
+    ///
+    /// # Safety
+    /// `p .. p + n` must be readable.
+    #[inline(always)]
+    unsafe fn load_n(self, p: *const f32, n: usize) -> Self::V {
+        if n == Self::LANES {
+            self.load(p)
+        } else {
+            let mut buf = [0.0f32; 16];
+            std::ptr::copy_nonoverlapping(p, buf.as_mut_ptr(), n);
+            self.load(buf.as_ptr())
+        }
+    }
+}
+
+/// Portable build over `wide::f32x8` (SSE2 on a baseline x86-64 target). It uses a
+/// separate multiply and add: `mul_add` without hardware FMA would be a libm call.
+#[derive(Clone, Copy)]
+pub(crate) struct Portable;
+
+// Safety: plain safe Rust; the pointer methods document their own requirements.
+unsafe impl Simd for Portable {
+    type V = wide::f32x8;
+    const LANES: usize = 8;
+
+    #[inline(always)]
+    fn zero(self) -> Self::V {
+        wide::f32x8::ZERO
+    }
+    #[inline(always)]
+    fn splat(self, x: f32) -> Self::V {
+        wide::f32x8::splat(x)
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V {
+        a * b + c
+    }
+    #[inline(always)]
+    fn add(self, a: Self::V, b: Self::V) -> Self::V {
+        a + b
+    }
+    #[inline(always)]
+    unsafe fn load(self, p: *const f32) -> Self::V {
+        // Safety: the caller guarantees 8 readable floats at `p`.
+        wide::f32x8::from(std::ptr::read_unaligned(p as *const [f32; 8]))
+    }
+    #[inline(always)]
+    unsafe fn load_even(self, p: *const f32) -> Self::V {
+        let mut v = [0.0f32; 8];
+        for (i, x) in v.iter_mut().enumerate() {
+            // Safety: the caller guarantees 16 readable floats at `p`.
+            *x = *p.add(2 * i);
+        }
+        wide::f32x8::from(v)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32, v: Self::V) {
+        // Safety: the caller guarantees 8 writable floats at `p`.
+        std::ptr::write_unaligned(p as *mut [f32; 8], v.to_array());
+    }
+    #[inline(always)]
+    unsafe fn store_first(self, p: *mut f32, v: Self::V, n: usize) {
+        let a = v.to_array();
+        // Safety: the caller guarantees `n <= 8` writable floats at `p`.
+        std::ptr::copy_nonoverlapping(a.as_ptr(), p, n.min(8));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::{Avx2, Avx512};
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Simd;
+    use std::arch::x86_64::*;
+
+    /// AVX2 + FMA, 8 lanes.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx2;
+
+    // Safety: only constructed by dispatchers holding an `Isa` that proved AVX2 and FMA.
+    unsafe impl Simd for Avx2 {
+        type V = __m256;
+        const LANES: usize = 8;
+
+        #[inline(always)]
+        fn zero(self) -> __m256 {
+            // Safety: AVX is present (see the impl's contract).
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        fn splat(self, x: f32) -> __m256 {
+            // Safety: as above.
+            unsafe { _mm256_set1_ps(x) }
+        }
+        #[inline(always)]
+        fn mul_add(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+            // Safety: FMA is present.
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn add(self, a: __m256, b: __m256) -> __m256 {
+            // Safety: AVX is present.
+            unsafe { _mm256_add_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn load(self, p: *const f32) -> __m256 {
+            _mm256_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn load_even(self, p: *const f32) -> __m256 {
+            let a = _mm256_loadu_ps(p);
+            let b = _mm256_loadu_ps(p.add(8));
+            // Per 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6]; then put the 64-bit
+            // pairs in order a0a2, a4a6, b0b2, b4b6.
+            let even = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(even)))
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32, v: __m256) {
+            _mm256_storeu_ps(p, v)
+        }
+        #[inline(always)]
+        unsafe fn store_first(self, p: *mut f32, v: __m256, n: usize) {
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane);
+            _mm256_maskstore_ps(p, mask, v)
+        }
+    }
+
+    /// AVX-512F, 16 lanes.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx512;
+
+    // Safety: only constructed by dispatchers holding an `Isa` that proved AVX-512F.
+    unsafe impl Simd for Avx512 {
+        type V = __m512;
+        const LANES: usize = 16;
+
+        #[inline(always)]
+        fn zero(self) -> __m512 {
+            // Safety: AVX-512F is present (see the impl's contract).
+            unsafe { _mm512_setzero_ps() }
+        }
+        #[inline(always)]
+        fn splat(self, x: f32) -> __m512 {
+            // Safety: as above.
+            unsafe { _mm512_set1_ps(x) }
+        }
+        #[inline(always)]
+        fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+            // Safety: as above.
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn add(self, a: __m512, b: __m512) -> __m512 {
+            // Safety: as above.
+            unsafe { _mm512_add_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn load(self, p: *const f32) -> __m512 {
+            _mm512_loadu_ps(p)
+        }
+        #[inline(always)]
+        unsafe fn load_even(self, p: *const f32) -> __m512 {
+            let a = _mm512_loadu_ps(p);
+            let b = _mm512_loadu_ps(p.add(16));
+            let idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            _mm512_permutex2var_ps(a, idx, b)
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32, v: __m512) {
+            _mm512_storeu_ps(p, v)
+        }
+        #[inline(always)]
+        unsafe fn store_first(self, p: *mut f32, v: __m512, n: usize) {
+            let mask: __mmask16 = ((1u32 << n) - 1) as __mmask16;
+            _mm512_mask_storeu_ps(p, mask, v)
+        }
+    }
+}
