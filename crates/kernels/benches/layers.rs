@@ -1,1 +1,178 @@
-fn main() {}
+//! The hot layers of the cascade at their real sizes (128³ input), on every ISA of this
+//! host (or only `BRATS_ISA` when it is set) with 1 and 2 threads.
+//!
+//! Convolutions and the deconvolution set `Throughput::Elements` to their FLOPs (2 x MAC),
+//! so criterion's "Gelem/s" reads as GFLOP/s; instance norm reports bytes moved.
+//! Benchmark ids are `<isa>/<threads>t/<layer>`, with layer ids as in the kernels issue
+//! (`net128.rb1.conv`, ...). Sample sizes are small because one iteration of a 128³ conv
+//! is 15-30 GFLOP; the whole run stays well under 15 minutes.
+//!
+//! Run: `cargo bench -p brats-kernels` (filter with e.g. `-- avx512/2t/net128.rb7`).
+
+use brats_kernels::conv::{Conv3d, ConvSpec, Epilogue};
+use brats_kernels::deconv::Deconv3d;
+use brats_kernels::norm;
+use brats_kernels::{Isa, Layout, Tensor};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::time::Duration;
+
+struct ConvCase {
+    id: &'static str,
+    groups: usize,
+    cin_g: usize,
+    cout_g: usize,
+    stride: usize,
+    side: usize,
+}
+
+const CONVS: &[ConvCase] = &[
+    ConvCase {
+        id: "net128.rb1.conv",
+        groups: 4,
+        cin_g: 8,
+        cout_g: 8,
+        stride: 1,
+        side: 128,
+    },
+    ConvCase {
+        id: "net128.rb7.conv",
+        groups: 1,
+        cin_g: 16,
+        cout_g: 16,
+        stride: 1,
+        side: 128,
+    },
+    ConvCase {
+        id: "net128.rb2.conv",
+        groups: 4,
+        cin_g: 16,
+        cout_g: 16,
+        stride: 1,
+        side: 64,
+    },
+    ConvCase {
+        id: "net128.rb6.conv",
+        groups: 1,
+        cin_g: 32,
+        cout_g: 32,
+        stride: 1,
+        side: 64,
+    },
+    ConvCase {
+        id: "net128.pool1",
+        groups: 4,
+        cin_g: 8,
+        cout_g: 16,
+        stride: 2,
+        side: 128,
+    },
+    ConvCase {
+        id: "net32.rb3.conv",
+        groups: 4,
+        cin_g: 128,
+        cout_g: 128,
+        stride: 1,
+        side: 8,
+    },
+];
+
+fn isas() -> Vec<Isa> {
+    match std::env::var("BRATS_ISA") {
+        Ok(name) if !name.is_empty() => vec![Isa::active()],
+        _ => Isa::available(),
+    }
+}
+
+fn fill(t: &mut Tensor) {
+    for (i, x) in t.data_mut().iter_mut().enumerate() {
+        *x = ((i * 7919) % 1000) as f32 * 1e-3 - 0.5;
+    }
+}
+
+fn layers(c: &mut Criterion) {
+    for isa in isas() {
+        for threads in [1, 2] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut group = c.benchmark_group(format!("{}/{threads}t", isa.name()));
+            group
+                .sample_size(10)
+                .warm_up_time(Duration::from_millis(500))
+                .measurement_time(Duration::from_secs(3));
+            for case in CONVS {
+                let spec = ConvSpec {
+                    cin: case.groups * case.cin_g,
+                    cout: case.groups * case.cout_g,
+                    groups: case.groups,
+                    kernel: 3,
+                    stride: case.stride,
+                };
+                let weights: Vec<f32> = (0..spec.weight_len())
+                    .map(|i| ((i % 17) as f32 - 8.0) * 0.01)
+                    .collect();
+                let conv = Conv3d::new(isa, spec, &weights, None).unwrap();
+                let s = case.side;
+                let mut input = Tensor::zeros(Layout::new(spec.cin, s, s, s, 1));
+                fill(&mut input);
+                let o = spec.output_size(s);
+                let mut out = Tensor::zeros(Layout::new(spec.cout, o, o, o, 0));
+                group.throughput(Throughput::Elements(spec.flops(o * o * o)));
+                group.bench_function(BenchmarkId::from_parameter(case.id), |b| {
+                    b.iter(|| {
+                        pool.install(|| {
+                            conv.run(&input.view(), &mut out.view_mut(), Epilogue::Store)
+                                .unwrap()
+                        })
+                    })
+                });
+            }
+            // Instance norm + ReLU of rb1's first norm (32 channels at 128³), statistics
+            // included, written into a zero-halo conv input.
+            {
+                let l = Layout::new(32, 128, 128, 128, 0);
+                let mut x = Tensor::zeros(l);
+                fill(&mut x);
+                let mut y = Tensor::zeros(l.with(32, 1));
+                let (gamma, beta) = (vec![1.0f32; 32], vec![0.1f32; 32]);
+                group.throughput(Throughput::Bytes((2 * l.len() * 4) as u64));
+                group.bench_function(BenchmarkId::from_parameter("net128.rb1.norm1"), |b| {
+                    b.iter(|| {
+                        pool.install(|| {
+                            norm::instance_norm(
+                                isa,
+                                &x.view(),
+                                None,
+                                &gamma,
+                                &beta,
+                                1e-3,
+                                true,
+                                &mut y.view_mut(),
+                            )
+                            .unwrap()
+                        })
+                    })
+                });
+            }
+            // up2 of net128: 32 -> 16 channels, 64³ -> 128³.
+            {
+                let weights: Vec<f32> = (0..32 * 16 * 8)
+                    .map(|i| ((i % 13) as f32 - 6.0) * 0.02)
+                    .collect();
+                let deconv = Deconv3d::new(isa, 32, 16, &weights).unwrap();
+                let mut x = Tensor::zeros(Layout::new(32, 64, 64, 64, 0));
+                fill(&mut x);
+                let mut y = Tensor::zeros(Layout::new(16, 128, 128, 128, 0));
+                group.throughput(Throughput::Elements(deconv.flops(64 * 64 * 64)));
+                group.bench_function(BenchmarkId::from_parameter("net128.up2.deconv"), |b| {
+                    b.iter(|| pool.install(|| deconv.run(&x.view(), &mut y.view_mut()).unwrap()))
+                });
+            }
+            group.finish();
+        }
+    }
+}
+
+criterion_group!(benches, layers);
+criterion_main!(benches);

@@ -37,9 +37,9 @@
 //! the README and in `benches/layers.rs`.
 
 use crate::isa::Kind;
-use crate::simd::{Portable, Simd};
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{Avx2, Avx512};
+use crate::simd::{Portable, Simd};
 use crate::tensor::{SharedMut, View, ViewMut};
 use crate::{Error, Isa};
 use rayon::prelude::*;
@@ -85,7 +85,7 @@ impl ConvSpec {
         if self.groups == 0 || self.cin == 0 || self.cout == 0 {
             return bad("channels and groups must be positive".into());
         }
-        if self.cin % self.groups != 0 || self.cout % self.groups != 0 {
+        if !self.cin.is_multiple_of(self.groups) || !self.cout.is_multiple_of(self.groups) {
             return bad(format!(
                 "channels ({} in, {} out) are not divisible by {} groups",
                 self.cin, self.cout, self.groups
@@ -201,14 +201,23 @@ impl Conv3d {
         let (il, ol) = (input.view_layout(), output.view_layout());
         let fail = |m: String| Err(Error::new(format!("conv {spec:?}: {m}")));
         if il.c != spec.cin {
-            return fail(format!("input has {} channels, expected {}", il.c, spec.cin));
+            return fail(format!(
+                "input has {} channels, expected {}",
+                il.c, spec.cin
+            ));
         }
         if ol.c != spec.cout {
-            return fail(format!("output has {} channels, expected {}", ol.c, spec.cout));
+            return fail(format!(
+                "output has {} channels, expected {}",
+                ol.c, spec.cout
+            ));
         }
         let pad = spec.kernel / 2;
         if il.halo < pad {
-            return fail(format!("input halo {} is smaller than the padding {pad}", il.halo));
+            return fail(format!(
+                "input halo {} is smaller than the padding {pad}",
+                il.halo
+            ));
         }
         let want = (
             spec.output_size(il.d),

@@ -13,9 +13,9 @@
 //! (one vector along W) is enough. A task is one input plane (two output planes).
 
 use crate::isa::Kind;
-use crate::simd::{Portable, Simd};
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{Avx2, Avx512};
+use crate::simd::{Portable, Simd};
 use crate::tensor::{SharedMut, View, ViewMut};
 use crate::{Error, Isa};
 use rayon::prelude::*;
@@ -33,7 +33,9 @@ impl Deconv3d {
     /// Packs `weights` (MXNet layout `(cin, cout, 2, 2, 2)`) for `isa`.
     pub fn new(isa: Isa, cin: usize, cout: usize, weights: &[f32]) -> Result<Deconv3d, Error> {
         if cin == 0 || cout == 0 {
-            return Err(Error::new(format!("deconv {cin} -> {cout}: channels must be positive")));
+            return Err(Error::new(format!(
+                "deconv {cin} -> {cout}: channels must be positive"
+            )));
         }
         if weights.len() != cin * cout * 8 {
             return Err(Error::new(format!(
@@ -86,7 +88,12 @@ impl Deconv3d {
     /// size on each side; any halo).
     pub fn run(&self, input: &View, output: &mut ViewMut) -> Result<(), Error> {
         let (il, ol) = (input.view_layout(), output.view_layout());
-        let fail = |m: String| Err(Error::new(format!("deconv {} -> {}: {m}", self.cin, self.cout)));
+        let fail = |m: String| {
+            Err(Error::new(format!(
+                "deconv {} -> {}: {m}",
+                self.cin, self.cout
+            )))
+        };
         if il.c != self.cin || ol.c != self.cout {
             return fail(format!("given {} -> {} channels", il.c, ol.c));
         }

@@ -13,7 +13,9 @@ use rayon::prelude::*;
 
 fn same_shape(what: &str, a: Layout, b: Layout) -> Result<(), Error> {
     if a.c != b.c || !a.same_spatial(&b) {
-        return Err(Error::new(format!("{what}: input {a} and output {b} differ in shape")));
+        return Err(Error::new(format!(
+            "{what}: input {a} and output {b} differ in shape"
+        )));
     }
     Ok(())
 }
@@ -24,7 +26,13 @@ fn same_shape(what: &str, a: Layout, b: Layout) -> Result<(), Error> {
 /// `base` must point at a buffer laid out as `layout` that holds channel `c`, and no
 /// other thread may access that row at the same time.
 #[inline(always)]
-unsafe fn row_mut<'a>(base: SharedMut, layout: &Layout, c: usize, z: usize, y: usize) -> &'a mut [f32] {
+unsafe fn row_mut<'a>(
+    base: SharedMut,
+    layout: &Layout,
+    c: usize,
+    z: usize,
+    y: usize,
+) -> &'a mut [f32] {
     std::slice::from_raw_parts_mut(base.0.add(layout.index(c, z, y, 0)), layout.w)
 }
 
@@ -38,7 +46,12 @@ fn row<'a>(data: &'a [f32], layout: &Layout, c: usize, z: usize, y: usize) -> &'
 pub fn softmax(isa: Isa, input: &View, output: &mut ViewMut) -> Result<(), Error> {
     let (il, ol) = (input.view_layout(), output.view_layout());
     same_shape("softmax", il, ol)?;
-    let (ib, ob, ic0, oc0) = (input.buffer_layout(), output.buffer_layout(), input.c0(), output.c0());
+    let (ib, ob, ic0, oc0) = (
+        input.buffer_layout(),
+        output.buffer_layout(),
+        input.c0(),
+        output.c0(),
+    );
     let src = input.data();
     let dst = SharedMut(output.data_mut().as_mut_ptr());
     let channels = il.c;
@@ -55,7 +68,11 @@ pub fn softmax(isa: Isa, input: &View, output: &mut ViewMut) -> Result<(), Error
                 let mut sum = vec![0.0f32; il.w];
                 for c in 0..channels {
                     let e = &mut exps[c * il.w..(c + 1) * il.w];
-                    for ((e, &x), (&m, s)) in e.iter_mut().zip(row(src, &ib, ic0 + c, z, y)).zip(max.iter().zip(sum.iter_mut())) {
+                    for ((e, &x), (&m, s)) in e
+                        .iter_mut()
+                        .zip(row(src, &ib, ic0 + c, z, y))
+                        .zip(max.iter().zip(sum.iter_mut()))
+                    {
                         *e = (x - m).exp();
                         *s += *e;
                     }
@@ -64,7 +81,11 @@ pub fn softmax(isa: Isa, input: &View, output: &mut ViewMut) -> Result<(), Error
                     // Safety: the output has the input's shape (checked above); task `z`
                     // writes only plane z.
                     let out = unsafe { row_mut(dst, &ob, oc0 + c, z, y) };
-                    for ((o, &e), &s) in out.iter_mut().zip(&exps[c * il.w..(c + 1) * il.w]).zip(&sum) {
+                    for ((o, &e), &s) in out
+                        .iter_mut()
+                        .zip(&exps[c * il.w..(c + 1) * il.w])
+                        .zip(&sum)
+                    {
                         *o = e / s;
                     }
                 }
@@ -79,10 +100,21 @@ pub fn softmax(isa: Isa, input: &View, output: &mut ViewMut) -> Result<(), Error
 pub fn avg_pool(isa: Isa, k: usize, input: &View, output: &mut ViewMut) -> Result<(), Error> {
     let (il, ol) = (input.view_layout(), output.view_layout());
     if k == 0 || il.d % k != 0 || il.h % k != 0 || il.w % k != 0 {
-        return Err(Error::new(format!("avg pool k{k}: input {il} is not a multiple of {k}")));
+        return Err(Error::new(format!(
+            "avg pool k{k}: input {il} is not a multiple of {k}"
+        )));
     }
-    same_shape(&format!("avg pool k{k}"), Layout::new(il.c, il.d / k, il.h / k, il.w / k, 0), ol)?;
-    let (ib, ob, ic0, oc0) = (input.buffer_layout(), output.buffer_layout(), input.c0(), output.c0());
+    same_shape(
+        &format!("avg pool k{k}"),
+        Layout::new(il.c, il.d / k, il.h / k, il.w / k, 0),
+        ol,
+    )?;
+    let (ib, ob, ic0, oc0) = (
+        input.buffer_layout(),
+        output.buffer_layout(),
+        input.c0(),
+        output.c0(),
+    );
     let src = input.data();
     let dst = SharedMut(output.data_mut().as_mut_ptr());
     let inv = 1.0 / (k * k * k) as f32;
@@ -94,7 +126,10 @@ pub fn avg_pool(isa: Isa, k: usize, input: &View, output: &mut ViewMut) -> Resul
                 acc.iter_mut().for_each(|a| *a = 0.0);
                 for dz in 0..k {
                     for dy in 0..k {
-                        for (a, &x) in acc.iter_mut().zip(row(src, &ib, ic0 + c, z * k + dz, y * k + dy)) {
+                        for (a, &x) in
+                            acc.iter_mut()
+                                .zip(row(src, &ib, ic0 + c, z * k + dz, y * k + dy))
+                        {
                             *a += x;
                         }
                     }
@@ -116,11 +151,19 @@ pub fn avg_pool(isa: Isa, k: usize, input: &View, output: &mut ViewMut) -> Resul
 pub fn group_max(isa: Isa, groups: usize, input: &View, output: &mut ViewMut) -> Result<(), Error> {
     let (il, ol) = (input.view_layout(), output.view_layout());
     if groups == 0 || il.c % groups != 0 {
-        return Err(Error::new(format!("group max: {} channels are not divisible by {groups} groups", il.c)));
+        return Err(Error::new(format!(
+            "group max: {} channels are not divisible by {groups} groups",
+            il.c
+        )));
     }
     let cg = il.c / groups;
     same_shape("group max", il.with(cg, 0), ol.with(ol.c, 0))?;
-    let (ib, ob, ic0, oc0) = (input.buffer_layout(), output.buffer_layout(), input.c0(), output.c0());
+    let (ib, ob, ic0, oc0) = (
+        input.buffer_layout(),
+        output.buffer_layout(),
+        input.c0(),
+        output.c0(),
+    );
     let src = input.data();
     let dst = SharedMut(output.data_mut().as_mut_ptr());
     (0..cg * il.d).into_par_iter().for_each(|t| {
@@ -146,7 +189,12 @@ pub fn group_max(isa: Isa, groups: usize, input: &View, output: &mut ViewMut) ->
 pub fn add_assign(isa: Isa, input: &View, output: &mut ViewMut) -> Result<(), Error> {
     let (il, ol) = (input.view_layout(), output.view_layout());
     same_shape("add", il, ol)?;
-    let (ib, ob, ic0, oc0) = (input.buffer_layout(), output.buffer_layout(), input.c0(), output.c0());
+    let (ib, ob, ic0, oc0) = (
+        input.buffer_layout(),
+        output.buffer_layout(),
+        input.c0(),
+        output.c0(),
+    );
     let src = input.data();
     let dst = SharedMut(output.data_mut().as_mut_ptr());
     (0..il.c * il.d).into_par_iter().for_each(|t| {

@@ -111,24 +111,6 @@ fn has_avx512f() -> bool {
     false
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn portable_is_always_available_and_last() {
-        let all = Isa::available();
-        assert_eq!(*all.last().unwrap(), Isa::PORTABLE);
-        assert!(all.windows(2).all(|w| w[0].kind() > w[1].kind()));
-    }
-
-    #[test]
-    fn unknown_names_are_errors() {
-        assert!(Isa::detect("sse9").is_err());
-        assert_eq!(Isa::detect("portable"), Ok(Some(Isa::PORTABLE)));
-    }
-}
-
 /// Runs `f` inside a function compiled for `isa`, so that plain loops in `f` (inlined
 /// into it) are auto-vectorized with that instruction set. Used by the memory-bound
 /// element-wise kernels, which need no hand-written intrinsics.
@@ -155,4 +137,22 @@ unsafe fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn portable_is_always_available_and_last() {
+        let all = Isa::available();
+        assert_eq!(*all.last().unwrap(), Isa::PORTABLE);
+        assert!(all.windows(2).all(|w| w[0].kind() > w[1].kind()));
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        assert!(Isa::detect("sse9").is_err());
+        assert_eq!(Isa::detect("portable"), Ok(Some(Isa::PORTABLE)));
+    }
 }

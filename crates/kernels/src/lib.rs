@@ -17,6 +17,7 @@ pub mod deconv;
 pub mod elementwise;
 pub mod isa;
 pub mod norm;
+pub mod peak;
 pub mod reference;
 mod simd;
 pub mod tensor;

@@ -34,7 +34,13 @@ pub fn channel_stats(isa: Isa, input: &View) -> Vec<ChannelStats> {
     let data = input.data();
     let c0 = input.c0();
     if l.voxels() == 0 {
-        return vec![ChannelStats { mean: 0.0, var: 0.0 }; l.c];
+        return vec![
+            ChannelStats {
+                mean: 0.0,
+                var: 0.0
+            };
+            l.c
+        ];
     }
     // One task per (channel, plane): (sum, sum of squares) of x - shift.
     let partial: Vec<(f64, f64)> = (0..l.c * l.d)
@@ -97,7 +103,9 @@ pub fn instance_norm(
 ) -> Result<(), Error> {
     let (il, ol) = (input.view_layout(), output.view_layout());
     if il.c != ol.c || !il.same_spatial(&ol) {
-        return Err(Error::new(format!("instance norm: input {il} and output {ol} differ")));
+        return Err(Error::new(format!(
+            "instance norm: input {il} and output {ol} differ"
+        )));
     }
     if gamma.len() != il.c || beta.len() != il.c {
         return Err(Error::new(format!(
@@ -108,10 +116,15 @@ pub fn instance_norm(
         )));
     }
     if stats.is_some_and(|s| s.len() != il.c) {
-        return Err(Error::new(format!("instance norm: stats for a different channel count than {}", il.c)));
+        return Err(Error::new(format!(
+            "instance norm: stats for a different channel count than {}",
+            il.c
+        )));
     }
-    if !(eps > 0.0) {
-        return Err(Error::new(format!("instance norm: eps must be positive, got {eps}")));
+    if eps.is_nan() || eps <= 0.0 {
+        return Err(Error::new(format!(
+            "instance norm: eps must be positive, got {eps}"
+        )));
     }
     let computed;
     let stats = match stats {

@@ -83,7 +83,13 @@ pub fn conv3d(
 
 /// Transposed convolution, kernel 2, stride 2, no bias, MXNet weight layout
 /// `(cin, cout, 2, 2, 2)`: `out[co][2z+a][2y+b][2x+c] = sum_ci in[ci][z][y][x] * w[ci][co][a][b][c]`.
-pub fn deconv3d(input: &[f32], cin: usize, dims: Dims, weights: &[f32], cout: usize) -> WithMagnitude {
+pub fn deconv3d(
+    input: &[f32],
+    cin: usize,
+    dims: Dims,
+    weights: &[f32],
+    cout: usize,
+) -> WithMagnitude {
     let (d, h, w) = dims;
     let (od, oh, ow) = (2 * d, 2 * h, 2 * w);
     let n = cout * od * oh * ow;
@@ -95,7 +101,8 @@ pub fn deconv3d(input: &[f32], cin: usize, dims: Dims, weights: &[f32], cout: us
                     let (mut sum, mut mag) = (0.0f64, 0.0f64);
                     for ci in 0..cin {
                         let xv = input[((ci * d + z / 2) * h + y / 2) * w + x / 2] as f64;
-                        let wv = weights[(((ci * cout + co) * 2 + z % 2) * 2 + y % 2) * 2 + x % 2] as f64;
+                        let wv = weights[(((ci * cout + co) * 2 + z % 2) * 2 + y % 2) * 2 + x % 2]
+                            as f64;
                         sum += wv * xv;
                         mag += (wv * xv).abs();
                     }
@@ -149,8 +156,12 @@ pub fn softmax(input: &[f32], channels: usize) -> Vec<f64> {
     let voxels = input.len() / channels.max(1);
     let mut out = vec![0.0; input.len()];
     for v in 0..voxels {
-        let max = (0..channels).map(|c| input[c * voxels + v] as f64).fold(f64::MIN, f64::max);
-        let sum: f64 = (0..channels).map(|c| (input[c * voxels + v] as f64 - max).exp()).sum();
+        let max = (0..channels)
+            .map(|c| input[c * voxels + v] as f64)
+            .fold(f64::MIN, f64::max);
+        let sum: f64 = (0..channels)
+            .map(|c| (input[c * voxels + v] as f64 - max).exp())
+            .sum();
         for c in 0..channels {
             out[c * voxels + v] = (input[c * voxels + v] as f64 - max).exp() / sum;
         }
@@ -171,7 +182,8 @@ pub fn avg_pool(input: &[f32], channels: usize, dims: Dims, k: usize) -> Vec<f64
                     for dz in 0..k {
                         for dy in 0..k {
                             for dx in 0..k {
-                                s += input[((c * d + z * k + dz) * h + y * k + dy) * w + x * k + dx] as f64;
+                                s += input[((c * d + z * k + dz) * h + y * k + dy) * w + x * k + dx]
+                                    as f64;
                             }
                         }
                     }

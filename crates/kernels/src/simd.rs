@@ -190,7 +190,9 @@ mod x86 {
             // Per 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6]; then put the 64-bit
             // pairs in order a0a2, a4a6, b0b2, b4b6.
             let even = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
-            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(even)))
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(
+                even,
+            )))
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32, v: __m256) {

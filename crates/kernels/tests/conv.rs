@@ -28,7 +28,14 @@ struct Case {
 
 /// Runs one case on `isa` and checks it; returns the output for determinism checks.
 fn check(isa: Isa, case: Case, seed: u64, epilogue: Epilogue) -> Vec<f32> {
-    let Case { cin_g, cout_g, groups, kernel, stride, dims } = case;
+    let Case {
+        cin_g,
+        cout_g,
+        groups,
+        kernel,
+        stride,
+        dims,
+    } = case;
     let spec = ConvSpec {
         cin: cin_g * groups,
         cout: cout_g * groups,
@@ -42,7 +49,11 @@ fn check(isa: Isa, case: Case, seed: u64, epilogue: Epilogue) -> Vec<f32> {
     let bias = random(seed + 2, spec.cout);
     let conv = Conv3d::new(isa, spec, &weights, Some(&bias)).unwrap();
     let input = Tensor::from_dense(Layout::new(spec.cin, d, h, w, kernel / 2), &x).unwrap();
-    let (od, oh, ow) = (spec.output_size(d), spec.output_size(h), spec.output_size(w));
+    let (od, oh, ow) = (
+        spec.output_size(d),
+        spec.output_size(h),
+        spec.output_size(w),
+    );
     // Write into a channel range of a larger tensor with a halo, as the graph does for
     // concatenation and for the next conv's padded input.
     let before = random(seed + 3, (spec.cout + 3) * od * oh * ow);
@@ -53,7 +64,17 @@ fn check(isa: Isa, case: Case, seed: u64, epilogue: Epilogue) -> Vec<f32> {
         epilogue,
     )
     .unwrap();
-    let r = reference::conv3d(&x, spec.cin, dims, &weights, Some(&bias), spec.cout, groups, kernel, stride);
+    let r = reference::conv3d(
+        &x,
+        spec.cin,
+        dims,
+        &weights,
+        Some(&bias),
+        spec.cout,
+        groups,
+        kernel,
+        stride,
+    );
     let all = out.to_dense();
     let plane = od * oh * ow;
     let got = &all[2 * plane..(2 + spec.cout) * plane];
@@ -62,20 +83,52 @@ fn check(isa: Isa, case: Case, seed: u64, epilogue: Epilogue) -> Vec<f32> {
     let (want, magnitude): (Vec<f64>, Vec<f64>) = match epilogue {
         Epilogue::Store => (r.value.clone(), r.magnitude.clone()),
         Epilogue::Accumulate => (
-            r.value.iter().zip(old).map(|(v, &o)| v + o as f64).collect(),
-            r.magnitude.iter().zip(old).map(|(m, &o)| m + (o as f64).abs()).collect(),
+            r.value
+                .iter()
+                .zip(old)
+                .map(|(v, &o)| v + o as f64)
+                .collect(),
+            r.magnitude
+                .iter()
+                .zip(old)
+                .map(|(m, &o)| m + (o as f64).abs())
+                .collect(),
         ),
     };
     let what = format!("{} {case:?} {epilogue:?}", isa.name());
-    assert_close(&what, got, &want, |i| gamma(n) * magnitude[i] + U * want[i].abs() + 1e-30);
+    assert_close(&what, got, &want, |i| {
+        gamma(n) * magnitude[i] + U * want[i].abs() + 1e-30
+    });
     // Channels outside the view are untouched.
-    assert_eq!(&all[..2 * plane], &before[..2 * plane], "{what}: wrote below its channel range");
-    assert_eq!(&all[(2 + spec.cout) * plane..], &before[(2 + spec.cout) * plane..], "{what}: wrote above its channel range");
+    assert_eq!(
+        &all[..2 * plane],
+        &before[..2 * plane],
+        "{what}: wrote below its channel range"
+    );
+    assert_eq!(
+        &all[(2 + spec.cout) * plane..],
+        &before[(2 + spec.cout) * plane..],
+        "{what}: wrote above its channel range"
+    );
     got.to_vec()
 }
 
-fn case(cin_g: usize, cout_g: usize, groups: usize, kernel: usize, stride: usize, dims: (usize, usize, usize)) -> Case {
-    Case { cin_g, cout_g, groups, kernel, stride, dims }
+fn case(
+    cin_g: usize,
+    cout_g: usize,
+    groups: usize,
+    kernel: usize,
+    stride: usize,
+    dims: (usize, usize, usize),
+) -> Case {
+    Case {
+        cin_g,
+        cout_g,
+        groups,
+        kernel,
+        stride,
+        dims,
+    }
 }
 
 #[test]
@@ -83,9 +136,24 @@ fn widths_on_both_sides_of_every_vector_and_tile() {
     for isa in isas() {
         for (i, &w) in [1, 7, 15, 16, 17, 33, 47, 48, 49, 128].iter().enumerate() {
             let groups = if i % 2 == 0 { 1 } else { 4 };
-            check(isa, case(3, 9, groups, 3, 1, (3, 5, w)), i as u64, Epilogue::Store);
-            check(isa, case(2, 5, groups, 3, 2, (3, 5, w)), 50 + i as u64, Epilogue::Store);
-            check(isa, case(5, 6, groups, 1, 1, (2, 3, w)), 100 + i as u64, Epilogue::Store);
+            check(
+                isa,
+                case(3, 9, groups, 3, 1, (3, 5, w)),
+                i as u64,
+                Epilogue::Store,
+            );
+            check(
+                isa,
+                case(2, 5, groups, 3, 2, (3, 5, w)),
+                50 + i as u64,
+                Epilogue::Store,
+            );
+            check(
+                isa,
+                case(5, 6, groups, 1, 1, (2, 3, w)),
+                100 + i as u64,
+                Epilogue::Store,
+            );
         }
     }
 }
@@ -96,11 +164,31 @@ fn channels_per_group_on_both_sides_of_every_block() {
         for (i, &c) in [1, 4, 8, 16, 64].iter().enumerate() {
             for groups in [1, 4] {
                 let seed = 200 + 10 * i as u64 + groups as u64;
-                check(isa, case(c, c, groups, 3, 1, (3, 2, 17)), seed, Epilogue::Store);
-                check(isa, case(c, c.max(2) + 1, groups, 3, 2, (5, 3, 7)), seed + 1, Epilogue::Store);
-                check(isa, case(c, c, groups, 1, 1, (2, 3, 17)), seed + 2, Epilogue::Accumulate);
+                check(
+                    isa,
+                    case(c, c, groups, 3, 1, (3, 2, 17)),
+                    seed,
+                    Epilogue::Store,
+                );
+                check(
+                    isa,
+                    case(c, c.max(2) + 1, groups, 3, 2, (5, 3, 7)),
+                    seed + 1,
+                    Epilogue::Store,
+                );
+                check(
+                    isa,
+                    case(c, c, groups, 1, 1, (2, 3, 17)),
+                    seed + 2,
+                    Epilogue::Accumulate,
+                );
             }
-            check(isa, case(c, 12, 1, 3, 1, (2, 3, 16)), 300 + i as u64, Epilogue::Store);
+            check(
+                isa,
+                case(c, 12, 1, 3, 1, (2, 3, 16)),
+                300 + i as u64,
+                Epilogue::Store,
+            );
         }
     }
 }
@@ -110,11 +198,31 @@ fn network_like_shapes_with_residual_epilogue() {
     for isa in isas() {
         // rb1-like (4 groups of 8), rb7-like (16 -> 16), pool-like strided with odd sizes,
         // a deep small-volume layer whose weights take the channel-block-outer order.
-        check(isa, case(8, 8, 4, 3, 1, (5, 7, 128)), 400, Epilogue::Accumulate);
-        check(isa, case(16, 16, 1, 3, 1, (3, 5, 33)), 401, Epilogue::Accumulate);
+        check(
+            isa,
+            case(8, 8, 4, 3, 1, (5, 7, 128)),
+            400,
+            Epilogue::Accumulate,
+        );
+        check(
+            isa,
+            case(16, 16, 1, 3, 1, (3, 5, 33)),
+            401,
+            Epilogue::Accumulate,
+        );
         check(isa, case(8, 16, 4, 3, 2, (7, 5, 33)), 402, Epilogue::Store);
-        check(isa, case(64, 64, 4, 3, 1, (3, 3, 4)), 403, Epilogue::Accumulate);
-        check(isa, case(24, 16, 1, 1, 1, (3, 4, 128)), 404, Epilogue::Store);
+        check(
+            isa,
+            case(64, 64, 4, 3, 1, (3, 3, 4)),
+            403,
+            Epilogue::Accumulate,
+        );
+        check(
+            isa,
+            case(24, 16, 1, 1, 1, (3, 4, 128)),
+            404,
+            Epilogue::Store,
+        );
         check(isa, case(1, 8, 4, 3, 1, (3, 5, 31)), 405, Epilogue::Store);
     }
 }
@@ -122,7 +230,11 @@ fn network_like_shapes_with_residual_epilogue() {
 #[test]
 fn bit_identical_for_any_thread_count() {
     for isa in isas() {
-        for c in [case(8, 8, 4, 3, 1, (9, 6, 40)), case(64, 64, 4, 3, 1, (4, 4, 4)), case(4, 8, 1, 3, 2, (9, 9, 9))] {
+        for c in [
+            case(8, 8, 4, 3, 1, (9, 6, 40)),
+            case(64, 64, 4, 3, 1, (4, 4, 4)),
+            case(4, 8, 1, 3, 2, (9, 9, 9)),
+        ] {
             let one = with_threads(1, || check(isa, c, 500, Epilogue::Store));
             let two = with_threads(2, || check(isa, c, 500, Epilogue::Store));
             let three = with_threads(3, || check(isa, c, 500, Epilogue::Store));
@@ -135,23 +247,43 @@ fn bit_identical_for_any_thread_count() {
 #[test]
 fn bad_arguments_are_errors() {
     let isa = Isa::PORTABLE;
-    let spec = |cin, cout, groups, kernel, stride| ConvSpec { cin, cout, groups, kernel, stride };
+    let spec = |cin, cout, groups, kernel, stride| ConvSpec {
+        cin,
+        cout,
+        groups,
+        kernel,
+        stride,
+    };
     // Channels not divisible by groups, unsupported kernels, wrong weight and bias counts.
     assert!(Conv3d::new(isa, spec(6, 8, 4, 3, 1), &[0.0; 8 * 2 * 27], None).is_err());
     assert!(Conv3d::new(isa, spec(4, 4, 1, 5, 1), &[0.0; 4 * 4 * 125], None).is_err());
     assert!(Conv3d::new(isa, spec(4, 4, 1, 1, 2), &[0.0; 16], None).is_err());
     assert!(Conv3d::new(isa, spec(4, 4, 1, 3, 1), &[0.0; 10], None).is_err());
-    assert!(Conv3d::new(isa, spec(4, 4, 1, 3, 1), &[0.0; 4 * 4 * 27], Some(&[0.0; 3])).is_err());
+    assert!(Conv3d::new(
+        isa,
+        spec(4, 4, 1, 3, 1),
+        &[0.0; 4 * 4 * 27],
+        Some(&[0.0; 3])
+    )
+    .is_err());
     let conv = Conv3d::new(isa, spec(4, 8, 4, 3, 1), &[0.0; 8 * 27], None).unwrap();
     let input = Tensor::zeros(Layout::new(4, 4, 4, 4, 1));
     // Wrong output shape, wrong channel counts, missing halo.
     let mut out = Tensor::zeros(Layout::new(8, 4, 4, 5, 0));
-    assert!(conv.run(&input.view(), &mut out.view_mut(), Epilogue::Store).is_err());
+    assert!(conv
+        .run(&input.view(), &mut out.view_mut(), Epilogue::Store)
+        .is_err());
     let mut out = Tensor::zeros(Layout::new(7, 4, 4, 4, 0));
-    assert!(conv.run(&input.view(), &mut out.view_mut(), Epilogue::Store).is_err());
+    assert!(conv
+        .run(&input.view(), &mut out.view_mut(), Epilogue::Store)
+        .is_err());
     let unpadded = Tensor::zeros(Layout::new(4, 4, 4, 4, 0));
     let mut out = Tensor::zeros(Layout::new(8, 4, 4, 4, 0));
-    let err = conv.run(&unpadded.view(), &mut out.view_mut(), Epilogue::Store).unwrap_err();
+    let err = conv
+        .run(&unpadded.view(), &mut out.view_mut(), Epilogue::Store)
+        .unwrap_err();
     assert!(err.to_string().contains("halo"), "{err}");
-    assert!(conv.run(&input.view(), &mut out.view_mut(), Epilogue::Store).is_ok());
+    assert!(conv
+        .run(&input.view(), &mut out.view_mut(), Epilogue::Store)
+        .is_ok());
 }

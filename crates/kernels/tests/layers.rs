@@ -1,0 +1,227 @@
+//! Deconvolution, instance norm, softmax, pooling, group max and add against the float64
+//! reference, on every ISA of this host, on widths on both sides of every vector size.
+//!
+//! Tolerances:
+//! - deconv: a sum of `cin` products, bounded by gamma_cin * sum|terms| as for the conv.
+//! - instance norm statistics are accumulated in f64, so mean and variance agree with the
+//!   two-pass f64 reference to ~1e-12 relative; the f32 write `x * scale + shift` (scale
+//!   and shift rounded once from f64) is within 4u (|x scale| + |shift|) of the exact value.
+//! - softmax: exp is correctly rounded to ~1 ulp by libm; with the max subtraction, the sum
+//!   and the division the result is within 8u relative (4 channels) — we allow 16u + 1e-30.
+//! - average pooling sums k³ <= 64 values: gamma_{k³+1} * mean|x|; group max and add are
+//!   exact (max) or one rounding (add).
+
+mod common;
+
+use brats_kernels::deconv::Deconv3d;
+use brats_kernels::elementwise;
+use brats_kernels::norm::{self, ChannelStats};
+use brats_kernels::reference;
+use brats_kernels::{Layout, Tensor};
+use common::*;
+
+const WIDTHS: [usize; 7] = [1, 7, 15, 16, 17, 33, 128];
+
+#[test]
+fn deconv_matches_reference() {
+    for isa in isas() {
+        for (i, &w) in WIDTHS.iter().enumerate() {
+            for (cin, cout) in [(4, 4), (8, 12), (16, 8), (3, 17)] {
+                let (d, h) = (3, 2);
+                let seed = 10 * i as u64 + cin as u64;
+                let x = random(seed, cin * d * h * w);
+                let wts = random(seed + 1, cin * cout * 8);
+                let deconv = Deconv3d::new(isa, cin, cout, &wts).unwrap();
+                let input = Tensor::from_dense(Layout::new(cin, d, h, w, 0), &x).unwrap();
+                // Into a channel range of a concatenation buffer with a halo.
+                let mut out = Tensor::zeros(Layout::new(cout + 2, 2 * d, 2 * h, 2 * w, 1));
+                deconv
+                    .run(&input.view(), &mut out.channels_mut(1, cout).unwrap())
+                    .unwrap();
+                let all = out.to_dense();
+                let plane = 8 * d * h * w;
+                let r = reference::deconv3d(&x, cin, (d, h, w), &wts, cout);
+                let what = format!("{} deconv {cin}->{cout} w={w}", isa.name());
+                assert_close(&what, &all[plane..(1 + cout) * plane], &r.value, |j| {
+                    gamma(cin) * r.magnitude[j] + 1e-30
+                });
+                assert!(
+                    all[..plane]
+                        .iter()
+                        .chain(&all[(1 + cout) * plane..])
+                        .all(|&v| v == 0.0),
+                    "{what}: wrote outside its channels"
+                );
+            }
+        }
+    }
+    assert!(Deconv3d::new(brats_kernels::Isa::PORTABLE, 4, 4, &[0.0; 10]).is_err());
+}
+
+#[test]
+fn instance_norm_matches_reference() {
+    for isa in isas() {
+        for (i, &w) in WIDTHS.iter().enumerate() {
+            let (c, d, h) = (5, 3, 4);
+            let seed = 100 + i as u64;
+            // A large common offset tests the shifted accumulation of the variance.
+            let x: Vec<f32> = random(seed, c * d * h * w)
+                .iter()
+                .map(|v| 3.0 * v + 40.0)
+                .collect();
+            let gamma_v = random(seed + 1, c);
+            let beta_v = random(seed + 2, c);
+            let input = Tensor::from_dense(Layout::new(c, d, h, w, 0), &x).unwrap();
+            let stats = norm::channel_stats(isa, &input.view());
+            for (s, r) in stats.iter().zip(reference::channel_stats(&x, c)) {
+                assert!(
+                    (s.mean - r.0).abs() <= 1e-12 * r.0.abs(),
+                    "{}: mean {} vs {}",
+                    isa.name(),
+                    s.mean,
+                    r.0
+                );
+                assert!(
+                    (s.var - r.1).abs() <= 1e-9 * r.1,
+                    "{}: var {} vs {}",
+                    isa.name(),
+                    s.var,
+                    r.1
+                );
+            }
+            for relu in [false, true] {
+                let mut out = Tensor::zeros(Layout::new(c, d, h, w, 1));
+                norm::instance_norm(
+                    isa,
+                    &input.view(),
+                    None,
+                    &gamma_v,
+                    &beta_v,
+                    1e-3,
+                    relu,
+                    &mut out.view_mut(),
+                )
+                .unwrap();
+                let want = reference::instance_norm(&x, c, &gamma_v, &beta_v, 1e-3, relu);
+                let voxels = d * h * w;
+                let bound = |j: usize| {
+                    let ch = j / voxels;
+                    let st: ChannelStats = stats[ch];
+                    let scale = gamma_v[ch] as f64 / (st.var + 1e-3).sqrt();
+                    let shift = beta_v[ch] as f64 - st.mean * scale;
+                    4.0 * U * ((x[j] as f64 * scale).abs() + shift.abs()) + 1e-30
+                };
+                assert_close(
+                    &format!("{} norm relu={relu} w={w}", isa.name()),
+                    &out.to_dense(),
+                    &want,
+                    bound,
+                );
+            }
+        }
+    }
+    let t = Tensor::zeros(Layout::new(2, 2, 2, 2, 0));
+    let mut o = Tensor::zeros(Layout::new(3, 2, 2, 2, 0));
+    let isa = brats_kernels::Isa::PORTABLE;
+    assert!(norm::instance_norm(
+        isa,
+        &t.view(),
+        None,
+        &[1.0; 2],
+        &[0.0; 2],
+        1e-3,
+        true,
+        &mut o.view_mut()
+    )
+    .is_err());
+    let mut o = Tensor::zeros(Layout::new(2, 2, 2, 2, 0));
+    assert!(norm::instance_norm(
+        isa,
+        &t.view(),
+        None,
+        &[1.0; 3],
+        &[0.0; 2],
+        1e-3,
+        true,
+        &mut o.view_mut()
+    )
+    .is_err());
+    assert!(norm::instance_norm(
+        isa,
+        &t.view(),
+        None,
+        &[1.0; 2],
+        &[0.0; 2],
+        0.0,
+        true,
+        &mut o.view_mut()
+    )
+    .is_err());
+}
+
+#[test]
+fn softmax_pool_group_max_add_match_reference() {
+    for isa in isas() {
+        for (i, &w) in WIDTHS.iter().enumerate() {
+            let seed = 200 + i as u64;
+            let (c, d, h) = (4, 4, 4);
+            let x: Vec<f32> = random(seed, c * d * h * w)
+                .iter()
+                .map(|v| 6.0 * v)
+                .collect();
+            let input = Tensor::from_dense(Layout::new(c, d, h, w, 1), &x).unwrap();
+            let name = isa.name();
+
+            let mut sm = Tensor::zeros(Layout::new(c + 1, d, h, w, 0));
+            elementwise::softmax(isa, &input.view(), &mut sm.channels_mut(1, c).unwrap()).unwrap();
+            let want = reference::softmax(&x, c);
+            let got = sm.channels(1, c).unwrap().to_dense();
+            assert_close(&format!("{name} softmax w={w}"), &got, &want, |j| {
+                16.0 * U * want[j] + 1e-30
+            });
+
+            let mut gm = Tensor::zeros(Layout::new(1, d, h, w, 1));
+            elementwise::group_max(isa, 4, &input.view(), &mut gm.view_mut()).unwrap();
+            assert_close(
+                &format!("{name} group max w={w}"),
+                &gm.to_dense(),
+                &reference::group_max(&x, c, 4),
+                |_| 0.0,
+            );
+
+            let y = random(seed + 1, c * d * h * w);
+            let mut sum = Tensor::from_dense(Layout::new(c, d, h, w, 0), &y).unwrap();
+            elementwise::add_assign(isa, &input.view(), &mut sum.view_mut()).unwrap();
+            let want: Vec<f64> = x
+                .iter()
+                .zip(&y)
+                .map(|(&a, &b)| a as f64 + b as f64)
+                .collect();
+            assert_close(&format!("{name} add w={w}"), &sum.to_dense(), &want, |j| {
+                U * want[j].abs()
+            });
+
+            for k in [2, 4] {
+                let (pd, ph, pw) = (2 * k, 3 * k, k * w);
+                let xs = random(seed + k as u64, 3 * pd * ph * pw);
+                let src = Tensor::from_dense(Layout::new(3, pd, ph, pw, 0), &xs).unwrap();
+                let mut dst = Tensor::zeros(Layout::new(3, 2, 3, w, 1));
+                elementwise::avg_pool(isa, k, &src.view(), &mut dst.view_mut()).unwrap();
+                let want = reference::avg_pool(&xs, 3, (pd, ph, pw), k);
+                assert_close(
+                    &format!("{name} avg pool k{k} w={w}"),
+                    &dst.to_dense(),
+                    &want,
+                    |_| gamma(k * k * k + 1),
+                );
+            }
+        }
+    }
+    let isa = brats_kernels::Isa::PORTABLE;
+    let t = Tensor::zeros(Layout::new(6, 4, 4, 4, 0));
+    let mut o = Tensor::zeros(Layout::new(1, 4, 4, 4, 0));
+    assert!(elementwise::group_max(isa, 4, &t.view(), &mut o.view_mut()).is_err());
+    assert!(elementwise::softmax(isa, &t.view(), &mut o.view_mut()).is_err());
+    let mut p = Tensor::zeros(Layout::new(6, 1, 1, 1, 0));
+    assert!(elementwise::avg_pool(isa, 3, &t.view(), &mut p.view_mut()).is_err());
+}
