@@ -2,6 +2,8 @@
 //! `src/cmd/`; this file only parses arguments and dispatches.
 use clap::{Parser, Subcommand};
 
+mod cmd;
+
 #[derive(Parser)]
 #[command(
     name = "brats-seg",
@@ -18,6 +20,12 @@ struct Cli {
 enum Command {
     /// Print the instruction set the kernels dispatch to on this machine (honours BRATS_ISA).
     Isa,
+    /// Convert MXNet's brain-tumor-segmentation-0001-0000.params to the engine weight format.
+    ConvertWeights(cmd::weights::ConvertArgs),
+    /// Write seeded synthetic weights (for tests and benchmarks) in the engine format.
+    SynthWeights(cmd::weights::SynthArgs),
+    /// Check a weight file: structure, checksums and the model's 225 tensors.
+    VerifyWeights(cmd::weights::VerifyArgs),
 }
 
 fn main() {
@@ -27,6 +35,9 @@ fn main() {
             println!("{}", brats_kernels::Isa::active().name());
             Ok(())
         }
+        Command::ConvertWeights(a) => cmd::weights::convert(&a),
+        Command::SynthWeights(a) => cmd::weights::synth(&a),
+        Command::VerifyWeights(a) => cmd::weights::verify(&a),
     };
     if let Err(msg) = result {
         eprintln!("error: {msg}");

@@ -1,0 +1,2 @@
+//! Subcommands of `brats-seg`, one module per group; `main.rs` only dispatches.
+pub mod weights;
