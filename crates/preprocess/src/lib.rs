@@ -23,6 +23,7 @@
 pub mod affine;
 pub mod case;
 pub mod components;
+pub mod dice;
 pub mod error;
 pub mod labels;
 pub mod nifti_read;
