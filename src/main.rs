@@ -26,6 +26,8 @@ enum Command {
     SynthWeights(cmd::weights::SynthArgs),
     /// Check a weight file: structure, checksums and the model's 225 tensors.
     VerifyWeights(cmd::weights::VerifyArgs),
+    /// Dice of predicted label maps against references (files, or folders matched by case).
+    Eval(cmd::eval::EvalArgs),
 }
 
 fn main() {
@@ -38,6 +40,7 @@ fn main() {
         Command::ConvertWeights(a) => cmd::weights::convert(&a),
         Command::SynthWeights(a) => cmd::weights::synth(&a),
         Command::VerifyWeights(a) => cmd::weights::verify(&a),
+        Command::Eval(a) => cmd::eval::run(&a),
     };
     if let Err(msg) = result {
         eprintln!("error: {msg}");
