@@ -146,3 +146,25 @@ fn helpers_name_every_table_entry_exactly_once() {
     let table_names: HashSet<&str> = shapes.keys().copied().collect();
     assert_eq!(set, table_names);
 }
+
+#[test]
+fn in_memory_synthetic_set_serves_every_table_entry() {
+    let set = WeightSet::synthetic(1);
+    set.check_topology().unwrap();
+    for spec in param_table() {
+        let t = set.tensor_with_shape(&spec.name, &spec.shape).unwrap();
+        assert_eq!(t, synth_tensor(1, &spec).as_slice());
+    }
+    let e = set.tensor("nope").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("synthetic weights (seed 1): no tensor named 'nope'"),
+        "{e}"
+    );
+    let e = set
+        .tensor_with_shape("convolution11_bias", &[3])
+        .unwrap_err();
+    assert!(e.to_string().contains("has shape [4], expected [3]"), "{e}");
+    let dup = vec![set.tensors()[0].clone(), set.tensors()[0].clone()];
+    assert!(WeightSet::new("x", dup).is_err());
+}

@@ -10,6 +10,8 @@
 //!   hands out `&[f32]` views without copying; [`write_weight_file`] writes one.
 //! - [`params`]: MXNet's NDArray-list `.params` files, checked against the table.
 //! - [`synth`]: the synthetic weights (same spec as `tools/reference/synth.py`).
+//! - [`source`]: the [`WeightSource`] trait the forward pass reads through, for the
+//!   mapped file and for the in-memory [`WeightSet`] (synthetic weights in tests).
 //! - [`npy`]: a small `.npy` float32 reader for the reference fixtures.
 //! - `atomic`: writers go to a temporary file beside the target, then rename, so a
 //!   failed run never leaves a partial output.
@@ -20,12 +22,14 @@ pub mod error;
 pub mod format;
 pub mod npy;
 pub mod params;
+pub mod source;
 pub mod synth;
 pub mod table;
 
 pub use error::{Problem, Result, WeightError};
 pub use format::{write_weight_file, OpenOptions, TensorInfo, WeightFile};
 pub use params::{read_params, read_params_checked, write_params};
+pub use source::{WeightSet, WeightSource};
 pub use synth::{synth_input, synth_tensor, synth_weights};
 pub use table::{
     conv1, param_table, pointwise, pool, rb_conv1, rb_conv2, rb_norm1, rb_norm2, up, Block, Layer,
