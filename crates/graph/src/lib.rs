@@ -3,4 +3,10 @@
 //!
 //! Filled by the weights and graph issues; see `../shared/MODEL.md` for the topology.
 
+pub mod model;
+pub mod observe;
 pub mod weights;
+mod workspace;
+
+pub use model::{GraphError, Model, TensorSource, EPS, SIDE_MULTIPLE};
+pub use observe::{LayerEvent, LayerKind, Observer};

@@ -185,10 +185,26 @@ pub fn group_max(isa: Isa, groups: usize, input: &View, output: &mut ViewMut) ->
     Ok(())
 }
 
+/// `output = max(output, input)`, element-wise (a running group max).
+pub fn max_assign(isa: Isa, input: &View, output: &mut ViewMut) -> Result<(), Error> {
+    binary_assign(isa, "max", input, output, |o, x| o.max(x))
+}
+
 /// `output += input`, element-wise.
 pub fn add_assign(isa: Isa, input: &View, output: &mut ViewMut) -> Result<(), Error> {
+    binary_assign(isa, "add", input, output, |o, x| o + x)
+}
+
+#[inline(always)]
+fn binary_assign(
+    isa: Isa,
+    what: &str,
+    input: &View,
+    output: &mut ViewMut,
+    op: impl Fn(f32, f32) -> f32 + Sync,
+) -> Result<(), Error> {
     let (il, ol) = (input.view_layout(), output.view_layout());
-    same_shape("add", il, ol)?;
+    same_shape(what, il, ol)?;
     let (ib, ob, ic0, oc0) = (
         input.buffer_layout(),
         output.buffer_layout(),
@@ -204,7 +220,7 @@ pub fn add_assign(isa: Isa, input: &View, output: &mut ViewMut) -> Result<(), Er
                 // Safety: same shapes (checked above); task (c, z) writes only its plane.
                 let out = unsafe { row_mut(dst, &ob, oc0 + c, z, y) };
                 for (o, &x) in out.iter_mut().zip(row(src, &ib, ic0 + c, z, y)) {
-                    *o += x;
+                    *o = op(*o, x);
                 }
             }
         })

@@ -109,23 +109,8 @@ impl Tensor {
 
     /// A tensor with the given halo holding `dense`, a plain `C x D x H x W` array.
     pub fn from_dense(layout: Layout, dense: &[f32]) -> Result<Tensor, Error> {
-        if dense.len() != layout.c * layout.voxels() {
-            return Err(Error::new(format!(
-                "dense data has {} floats, a {layout} tensor needs {}",
-                dense.len(),
-                layout.c * layout.voxels()
-            )));
-        }
         let mut t = Tensor::zeros(layout);
-        let w = layout.w;
-        if w > 0 {
-            for (r, src) in dense.chunks_exact(w).enumerate() {
-                let (c, rest) = (r / (layout.d * layout.h), r % (layout.d * layout.h));
-                let (z, y) = (rest / layout.h, rest % layout.h);
-                let at = layout.index(c, z, y, 0);
-                t.data[at..at + w].copy_from_slice(src);
-            }
-        }
+        t.view_mut().copy_from_dense(dense)?;
         Ok(t)
     }
 
@@ -321,6 +306,26 @@ impl<'a> ViewMut<'a> {
     }
     pub(crate) fn data_mut(&mut self) -> &mut [f32] {
         self.data
+    }
+    /// Copies `dense`, a plain `C x D x H x W` array, into the interior of the view.
+    pub fn copy_from_dense(&mut self, dense: &[f32]) -> Result<(), Error> {
+        let l = self.view_layout();
+        if dense.len() != l.c * l.voxels() {
+            return Err(Error::new(format!(
+                "dense data has {} floats, a {l} tensor needs {}",
+                dense.len(),
+                l.c * l.voxels()
+            )));
+        }
+        if l.w == 0 {
+            return Ok(());
+        }
+        for (r, src) in dense.chunks_exact(l.w).enumerate() {
+            let (c, zy) = (r / (l.d * l.h), r % (l.d * l.h));
+            let at = self.layout.index(self.c0 + c, zy / l.h, zy % l.h, 0);
+            self.data[at..at + l.w].copy_from_slice(src);
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,1109 @@
+//! The cascade's forward pass, written out layer by layer as `../shared/MODEL.md` gives it.
+//!
+//! # Memory plan
+//!
+//! Activations live in a few [`Slot`]s that are allocated on the first call and reused by
+//! every later layer and call (see [`Work`]). What keeps the peak low:
+//!
+//! - **The first encoder level runs group by group.** conv1, rb1 and pool1 are grouped
+//!   (one group per modality) and instance norm is per channel, so group `g`'s channels
+//!   never meet another group's until the group max. Each group's `f` channels go
+//!   conv1 -> rb1 -> (running max into skip2, pool1 into its channel range of the next
+//!   level), and the next group reuses the buffer: at 128³ the widest full-resolution
+//!   tensor of the encoder is 8 channels instead of 32.
+//! - **Residual blocks need two scratch tensors**, `p` (normalized input, zero halo, read
+//!   by the convs) and `t` (conv1's output): `x += conv2(relu(IN2(conv1(relu(IN1(x))))))`
+//!   is norm x -> p, conv1 p -> t, norm t -> p, conv2 p -> x (accumulated in place). The
+//!   deeper encoder blocks also run group by group, so `p` and `t` hold one group.
+//! - **No concatenation buffers.** A 1x1 conv over `concat(a, b, c)` is the sum of 1x1
+//!   convs over `a`, `b` and `c` with the matching weight columns; the first writes with
+//!   bias, the others accumulate.
+//! - **Only the group-maxed skips are kept** (4x smaller than the encoder outputs), and the
+//!   upsampled tensors borrow `t`, which is free between blocks.
+//!
+//! Weights are repacked at load into the kernels' per-ISA layout (see
+//! `brats_kernels::conv`); the mapped file is only read while packing.
+
+use crate::observe::{LayerEvent, LayerKind, Observer};
+use crate::weights::table::{
+    self, Block, Net, Pointwise as Pw, Pool, Up, CLASSES, GROUPS, IN_CHANNELS,
+};
+use crate::weights::{OpenOptions, WeightFile};
+use crate::workspace::Slot;
+use brats_kernels::conv::{Conv3d, ConvSpec, Epilogue};
+use brats_kernels::deconv::Deconv3d;
+use brats_kernels::{elementwise, norm, Isa, Layout, View, ViewMut};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// InstanceNorm epsilon of the original model (MXNet's default).
+pub const EPS: f64 = 1e-3;
+
+/// Input sides must be multiples of this (three stride-2 levels below a 4x pooled input).
+pub const SIDE_MULTIPLE: usize = 32;
+
+/// Why a model could not be built or run.
+#[derive(Debug)]
+pub struct GraphError(String);
+
+impl std::fmt::Display for GraphError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for GraphError {}
+
+impl From<brats_kernels::Error> for GraphError {
+    fn from(e: brats_kernels::Error) -> Self {
+        GraphError(format!("kernel: {e}"))
+    }
+}
+impl From<crate::weights::WeightError> for GraphError {
+    fn from(e: crate::weights::WeightError) -> Self {
+        GraphError(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, GraphError>;
+
+/// A source of named f32 tensors in MXNet layout.
+pub trait TensorSource {
+    fn tensor(&self, name: &str) -> Result<&[f32]>;
+}
+
+impl TensorSource for WeightFile {
+    fn tensor(&self, name: &str) -> Result<&[f32]> {
+        Ok(WeightFile::tensor(self, name)?)
+    }
+}
+
+impl TensorSource for HashMap<String, Vec<f32>> {
+    fn tensor(&self, name: &str) -> Result<&[f32]> {
+        self.get(name)
+            .map(|v| v.as_slice())
+            .ok_or_else(|| GraphError(format!("weights have no tensor '{name}'")))
+    }
+}
+
+struct NormParams {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+/// One group's share of a residual block (the whole block when it has one group).
+struct ResPart {
+    norm1: NormParams,
+    conv1: Conv3d,
+    norm2: NormParams,
+    conv2: Conv3d,
+}
+
+struct ResBlock {
+    name: String,
+    channels: usize,
+    parts: Vec<ResPart>,
+}
+
+/// A 1x1 conv over a concatenation, split by input part.
+struct Pointwise {
+    name: String,
+    parts: Vec<Conv3d>,
+}
+
+/// One U-Net of the cascade.
+struct UNet {
+    net: Net,
+    f: usize,
+    conv1: Vec<Conv3d>,
+    rb1: ResBlock,
+    pool1: Vec<Conv3d>,
+    rb2: ResBlock,
+    pool2: Conv3d,
+    rb3: ResBlock,
+    pool3: Conv3d,
+    rb4: ResBlock,
+    up4: Deconv3d,
+    c0: Pointwise,
+    rb5: ResBlock,
+    up3: Deconv3d,
+    c1: Pointwise,
+    rb6: ResBlock,
+    up2: Deconv3d,
+    c2: Pointwise,
+    rb7: ResBlock,
+    fconv3: Conv3d,
+}
+
+/// The loaded cascade.
+pub struct Model {
+    isa: Isa,
+    nets: [UNet; 3],
+    work: Mutex<Workspace>,
+}
+
+fn check_len(name: &str, data: &[f32], want: usize) -> Result<()> {
+    if data.len() != want {
+        return Err(GraphError(format!(
+            "tensor '{name}' has {} values, expected {want}",
+            data.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Splits a grouped conv into one ungrouped conv per group (MXNet's weight rows of group
+/// `g` are contiguous).
+fn conv_per_group(
+    isa: Isa,
+    src: &dyn TensorSource,
+    layer: &table::Layer,
+    spec: ConvSpec,
+) -> Result<Vec<Conv3d>> {
+    let (w, b) = (src.tensor(&layer.weight())?, src.tensor(&layer.bias())?);
+    check_len(&layer.weight(), w, spec.weight_len())?;
+    check_len(&layer.bias(), b, spec.cout)?;
+    let g = spec.groups;
+    let part = ConvSpec {
+        cin: spec.cin / g,
+        cout: spec.cout / g,
+        groups: 1,
+        ..spec
+    };
+    let per = part.weight_len();
+    (0..g)
+        .map(|i| {
+            Conv3d::new(
+                isa,
+                part,
+                &w[i * per..(i + 1) * per],
+                Some(&b[i * part.cout..(i + 1) * part.cout]),
+            )
+            .map_err(GraphError::from)
+        })
+        .collect()
+}
+
+fn conv_whole(
+    isa: Isa,
+    src: &dyn TensorSource,
+    layer: &table::Layer,
+    spec: ConvSpec,
+) -> Result<Conv3d> {
+    let (w, b) = (src.tensor(&layer.weight())?, src.tensor(&layer.bias())?);
+    check_len(&layer.weight(), w, spec.weight_len())?;
+    check_len(&layer.bias(), b, spec.cout)?;
+    Ok(Conv3d::new(isa, spec, w, Some(b))?)
+}
+
+fn norm_params(
+    src: &dyn TensorSource,
+    layer: &table::Layer,
+    c: usize,
+    range: std::ops::Range<usize>,
+) -> Result<NormParams> {
+    let (g, b) = (src.tensor(&layer.gamma())?, src.tensor(&layer.beta())?);
+    check_len(&layer.gamma(), g, c)?;
+    check_len(&layer.beta(), b, c)?;
+    Ok(NormParams {
+        gamma: g[range.clone()].to_vec(),
+        beta: b[range].to_vec(),
+    })
+}
+
+fn res_block(isa: Isa, src: &dyn TensorSource, net: Net, block: Block) -> Result<ResBlock> {
+    let c = block.channels(net);
+    let groups = block.groups();
+    let spec = ConvSpec {
+        cin: c,
+        cout: c,
+        groups,
+        kernel: 3,
+        stride: 1,
+    };
+    let conv1 = conv_per_group(isa, src, &table::rb_conv1(net, block), spec)?;
+    let conv2 = conv_per_group(isa, src, &table::rb_conv2(net, block), spec)?;
+    let cg = c / groups;
+    let parts = conv1
+        .into_iter()
+        .zip(conv2)
+        .enumerate()
+        .map(|(g, (conv1, conv2))| {
+            Ok(ResPart {
+                norm1: norm_params(src, &table::rb_norm1(net, block), c, g * cg..(g + 1) * cg)?,
+                conv1,
+                norm2: norm_params(src, &table::rb_norm2(net, block), c, g * cg..(g + 1) * cg)?,
+                conv2,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ResBlock {
+        name: format!("{}.{}", net.name(), block.name()),
+        channels: c,
+        parts,
+    })
+}
+
+fn pointwise(
+    isa: Isa,
+    src: &dyn TensorSource,
+    net: Net,
+    which: Pw,
+    name: &str,
+    cout: usize,
+    parts: &[usize],
+) -> Result<Pointwise> {
+    let layer = table::pointwise(net, which);
+    let cin: usize = parts.iter().sum();
+    let (w, b) = (src.tensor(&layer.weight())?, src.tensor(&layer.bias())?);
+    check_len(&layer.weight(), w, cout * cin)?;
+    check_len(&layer.bias(), b, cout)?;
+    let zero = vec![0.0f32; cout];
+    let mut convs = Vec::new();
+    let mut start = 0;
+    for (i, &n) in parts.iter().enumerate() {
+        let cols: Vec<f32> = (0..cout)
+            .flat_map(|co| w[co * cin + start..co * cin + start + n].iter().copied())
+            .collect();
+        let spec = ConvSpec {
+            cin: n,
+            cout,
+            groups: 1,
+            kernel: 1,
+            stride: 1,
+        };
+        convs.push(Conv3d::new(
+            isa,
+            spec,
+            &cols,
+            Some(if i == 0 { b } else { &zero }),
+        )?);
+        start += n;
+    }
+    Ok(Pointwise {
+        name: format!("{}.{name}", net.name()),
+        parts: convs,
+    })
+}
+
+fn deconv(
+    isa: Isa,
+    src: &dyn TensorSource,
+    net: Net,
+    which: Up,
+    cin: usize,
+    cout: usize,
+) -> Result<Deconv3d> {
+    let layer = table::up(net, which);
+    let w = src.tensor(&layer.weight())?;
+    check_len(&layer.weight(), w, cin * cout * 8)?;
+    Ok(Deconv3d::new(isa, cin, cout, w)?)
+}
+
+impl UNet {
+    fn load(isa: Isa, src: &dyn TensorSource, net: Net) -> Result<UNet> {
+        let f = net.width();
+        let (s0, s1) = net.stack_channels();
+        let s3 = |cin, cout, groups, stride| ConvSpec {
+            cin,
+            cout,
+            groups,
+            kernel: 3,
+            stride,
+        };
+        let with_stack =
+            |a: usize, b: usize, s: usize| if s > 0 { vec![a, b, s] } else { vec![a, b] };
+        Ok(UNet {
+            net,
+            f,
+            conv1: conv_per_group(
+                isa,
+                src,
+                &table::conv1(net),
+                s3(IN_CHANNELS, 4 * f, GROUPS, 1),
+            )?,
+            rb1: res_block(isa, src, net, Block::Rb1)?,
+            pool1: conv_per_group(
+                isa,
+                src,
+                &table::pool(net, Pool::Pool1),
+                s3(4 * f, 8 * f, GROUPS, 2),
+            )?,
+            rb2: res_block(isa, src, net, Block::Rb2)?,
+            pool2: conv_whole(
+                isa,
+                src,
+                &table::pool(net, Pool::Pool2),
+                s3(8 * f, 16 * f, GROUPS, 2),
+            )?,
+            rb3: res_block(isa, src, net, Block::Rb3)?,
+            pool3: conv_whole(
+                isa,
+                src,
+                &table::pool(net, Pool::Pool3),
+                s3(16 * f, 32 * f, GROUPS, 2),
+            )?,
+            rb4: res_block(isa, src, net, Block::Rb4)?,
+            up4: deconv(isa, src, net, Up::Up4, 8 * f, 8 * f)?,
+            c0: pointwise(
+                isa,
+                src,
+                net,
+                Pw::C0,
+                "c0",
+                8 * f,
+                &with_stack(8 * f, 4 * f, s0),
+            )?,
+            rb5: res_block(isa, src, net, Block::Rb5)?,
+            up3: deconv(isa, src, net, Up::Up3, 8 * f, 4 * f)?,
+            c1: pointwise(
+                isa,
+                src,
+                net,
+                Pw::C1,
+                "c1",
+                4 * f,
+                &with_stack(4 * f, 2 * f, s1),
+            )?,
+            rb6: res_block(isa, src, net, Block::Rb6)?,
+            up2: deconv(isa, src, net, Up::Up2, 4 * f, 2 * f)?,
+            c2: pointwise(isa, src, net, Pw::C2, "c2", 2 * f, &[2 * f, f])?,
+            rb7: res_block(isa, src, net, Block::Rb7)?,
+            fconv3: conv_whole(
+                isa,
+                src,
+                &table::pointwise(net, Pw::Logits),
+                ConvSpec {
+                    cin: 2 * f,
+                    cout: CLASSES,
+                    groups: 1,
+                    kernel: 1,
+                    stride: 1,
+                },
+            )?,
+        })
+    }
+}
+
+/// The cascade's inputs and outputs between nets.
+#[derive(Default)]
+struct Inputs {
+    full: Slot,
+    half: Slot,
+    quarter: Slot,
+    softmax32: Slot,
+    softmax64: Slot,
+}
+
+/// One U-Net's working buffers (shared by the three nets, sized for the largest).
+#[derive(Default)]
+struct Work {
+    /// Level 1: one encoder group (conv1 -> rb1), then the decoder's x7.
+    stream: Slot,
+    skip2: Slot,
+    /// Level 2: x2 in the encoder, x6 in the decoder.
+    level2: Slot,
+    skip1: Slot,
+    /// Level 3: x3, then x5.
+    level3: Slot,
+    skip0: Slot,
+    /// Level 4: x4, and its group max.
+    level4: Slot,
+    bottom: Slot,
+    /// Residual-block scratch; `p` also receives the logits.
+    p: Slot,
+    /// Residual-block scratch and the upsampled tensors.
+    t: Slot,
+}
+
+#[derive(Default)]
+struct Workspace {
+    inputs: Inputs,
+    work: Work,
+}
+
+impl Workspace {
+    fn bytes(&self) -> usize {
+        let i = &self.inputs;
+        let w = &self.work;
+        [
+            &i.full,
+            &i.half,
+            &i.quarter,
+            &i.softmax32,
+            &i.softmax64,
+            &w.stream,
+            &w.skip2,
+            &w.level2,
+            &w.skip1,
+            &w.level3,
+            &w.skip0,
+            &w.level4,
+            &w.bottom,
+            &w.p,
+            &w.t,
+        ]
+        .iter()
+        .map(|s| s.bytes())
+        .sum()
+    }
+}
+
+/// Times layers and forwards tensors to an optional observer.
+struct Recorder<'a> {
+    observer: Option<&'a mut dyn Observer>,
+    start: Instant,
+}
+
+impl Recorder<'_> {
+    fn layer<R>(
+        &mut self,
+        name: &dyn Fn() -> String,
+        kind: LayerKind,
+        out: Layout,
+        flops: u64,
+        bytes: u64,
+        f: impl FnOnce() -> R,
+    ) -> R {
+        let Some(obs) = self.observer.as_deref_mut() else {
+            return f();
+        };
+        let t = Instant::now();
+        let r = f();
+        let duration = t.elapsed();
+        obs.layer(&LayerEvent {
+            name: name(),
+            kind,
+            shape: [out.c, out.d, out.h, out.w],
+            flops,
+            bytes,
+            start: t - self.start,
+            duration,
+        });
+        r
+    }
+
+    fn tensor(&mut self, name: &dyn Fn() -> String, c0: usize, view: &View) {
+        if let Some(obs) = self.observer.as_deref_mut() {
+            if obs.wants_tensors() {
+                obs.tensor(&name(), c0, view);
+            }
+        }
+    }
+}
+
+fn bytes_of(layouts: &[Layout]) -> u64 {
+    layouts.iter().map(|l| (l.c * l.voxels() * 4) as u64).sum()
+}
+
+fn conv_event(conv: &Conv3d) -> LayerKind {
+    let s = conv.spec();
+    match (s.kernel, s.stride) {
+        (1, _) => LayerKind::Conv1x1,
+        (_, 2) => LayerKind::StridedConv,
+        _ => LayerKind::Conv3x3,
+    }
+}
+
+fn run_conv(
+    rec: &mut Recorder,
+    name: &dyn Fn() -> String,
+    conv: &Conv3d,
+    input: &View,
+    output: &mut ViewMut,
+    epi: Epilogue,
+) -> Result<()> {
+    let ol = output.view_layout();
+    let s = conv.spec();
+    let weights = (s.weight_len() * 4) as u64;
+    let bytes = bytes_of(&[input.view_layout(), ol])
+        + weights
+        + if epi == Epilogue::Accumulate {
+            bytes_of(&[ol])
+        } else {
+            0
+        };
+    rec.layer(
+        name,
+        conv_event(conv),
+        ol,
+        s.flops(ol.voxels()),
+        bytes,
+        || conv.run(input, output, epi),
+    )?;
+    Ok(())
+}
+
+/// `x += conv2(relu(IN2(conv1(relu(IN1(x))))))` for one part (a group's channels or all).
+fn residual_part(
+    rec: &mut Recorder,
+    name: &str,
+    part: &ResPart,
+    x: &mut ViewMut,
+    p: &mut Slot,
+    t: &mut Slot,
+    isa: Isa,
+) -> Result<()> {
+    let xl = x.view_layout();
+    let padded = xl.with(xl.c, 1);
+    let plain = xl.with(xl.c, 0);
+    let norm_bytes = bytes_of(&[xl, xl]);
+    let n1 = || format!("{name}.norm1");
+    rec.layer(&n1, LayerKind::Norm, plain, 0, norm_bytes, || {
+        norm::instance_norm(
+            isa,
+            &x.as_view(),
+            None,
+            &part.norm1.gamma,
+            &part.norm1.beta,
+            EPS,
+            true,
+            &mut p.get(padded),
+        )
+    })?;
+    run_conv(
+        rec,
+        &|| format!("{name}.conv1"),
+        &part.conv1,
+        &p.view(),
+        &mut t.get(plain),
+        Epilogue::Store,
+    )?;
+    let n2 = || format!("{name}.norm2");
+    rec.layer(&n2, LayerKind::Norm, plain, 0, norm_bytes, || {
+        norm::instance_norm(
+            isa,
+            &t.view(),
+            None,
+            &part.norm2.gamma,
+            &part.norm2.beta,
+            EPS,
+            true,
+            &mut p.get(padded),
+        )
+    })?;
+    run_conv(
+        rec,
+        &|| format!("{name}.conv2"),
+        &part.conv2,
+        &p.view(),
+        x,
+        Epilogue::Accumulate,
+    )
+}
+
+/// A whole residual block on `x`, group by group.
+fn residual_block(
+    rec: &mut Recorder,
+    rb: &ResBlock,
+    x: &mut ViewMut,
+    p: &mut Slot,
+    t: &mut Slot,
+    isa: Isa,
+) -> Result<()> {
+    let cg = rb.channels / rb.parts.len();
+    for (g, part) in rb.parts.iter().enumerate() {
+        residual_part(
+            rec,
+            &rb.name,
+            part,
+            &mut x.channels_mut(g * cg, cg)?,
+            p,
+            t,
+            isa,
+        )?;
+    }
+    Ok(())
+}
+
+fn run_pointwise(
+    rec: &mut Recorder,
+    pw: &Pointwise,
+    inputs: &[View],
+    output: &mut ViewMut,
+) -> Result<()> {
+    for (i, (conv, input)) in pw.parts.iter().zip(inputs).enumerate() {
+        let epi = if i == 0 {
+            Epilogue::Store
+        } else {
+            Epilogue::Accumulate
+        };
+        run_conv(rec, &|| pw.name.clone(), conv, input, output, epi)?;
+    }
+    Ok(())
+}
+
+fn group_max(
+    rec: &mut Recorder,
+    name: &dyn Fn() -> String,
+    isa: Isa,
+    x: &View,
+    out: &mut ViewMut,
+) -> Result<()> {
+    let ol = out.view_layout();
+    rec.layer(
+        name,
+        LayerKind::Other,
+        ol,
+        0,
+        bytes_of(&[x.view_layout(), ol]),
+        || elementwise::group_max(isa, GROUPS, x, out),
+    )?;
+    Ok(())
+}
+
+impl UNet {
+    /// Runs this U-Net on `input` (4 channels, zero halo, sides divisible by 8); leaves the
+    /// logits in `w.p` (4 channels, no halo).
+    fn run(
+        &self,
+        rec: &mut Recorder,
+        isa: Isa,
+        input: &View,
+        stack0: Option<&View>,
+        stack1: Option<&View>,
+        w: &mut Work,
+    ) -> Result<()> {
+        let il = input.view_layout();
+        let (d, h, wd) = (il.d, il.h, il.w);
+        let lvl = |k: usize, c: usize, halo: usize| Layout::new(c, d >> k, h >> k, wd >> k, halo);
+        let f = self.f;
+        let net = self.net.name();
+
+        // Encoder level 1, group by group (see the module note).
+        for g in 0..GROUPS {
+            let mut xg = w.stream.get(lvl(0, f, 1));
+            run_conv(
+                rec,
+                &|| format!("{net}.conv1"),
+                &self.conv1[g],
+                &input.channels(g, 1)?,
+                &mut xg,
+                Epilogue::Store,
+            )?;
+            rec.tensor(&|| format!("{net}.conv1"), g * f, &xg.as_view());
+            residual_part(
+                rec,
+                &self.rb1.name,
+                &self.rb1.parts[g],
+                &mut xg,
+                &mut w.p,
+                &mut w.t,
+                isa,
+            )?;
+            let xv = xg.as_view();
+            rec.tensor(&|| format!("{net}.rb1"), g * f, &xv);
+            let mut skip = w.skip2.get(lvl(0, f, 0));
+            let name = || format!("{net}.skip2");
+            if g == 0 {
+                rec.layer(
+                    &name,
+                    LayerKind::Other,
+                    lvl(0, f, 0),
+                    0,
+                    bytes_of(&[lvl(0, 2 * f, 0)]),
+                    || elementwise::group_max(isa, 1, &xv, &mut skip),
+                )?;
+            } else {
+                rec.layer(
+                    &name,
+                    LayerKind::Other,
+                    lvl(0, f, 0),
+                    0,
+                    bytes_of(&[lvl(0, 3 * f, 0)]),
+                    || elementwise::max_assign(isa, &xv, &mut skip),
+                )?;
+            }
+            let mut x2 = w.level2.get(lvl(1, 8 * f, 1));
+            run_conv(
+                rec,
+                &|| format!("{net}.pool1"),
+                &self.pool1[g],
+                &xv,
+                &mut x2.channels_mut(2 * f * g, 2 * f)?,
+                Epilogue::Store,
+            )?;
+        }
+        rec.tensor(&|| format!("{net}.skip2"), 0, &w.skip2.view());
+
+        // Levels 2 to 4.
+        residual_block(
+            rec,
+            &self.rb2,
+            &mut w.level2.get(lvl(1, 8 * f, 1)),
+            &mut w.p,
+            &mut w.t,
+            isa,
+        )?;
+        group_max(
+            rec,
+            &|| format!("{net}.skip1"),
+            isa,
+            &w.level2.view(),
+            &mut w.skip1.get(lvl(1, 2 * f, 0)),
+        )?;
+        run_conv(
+            rec,
+            &|| format!("{net}.pool2"),
+            &self.pool2,
+            &w.level2.view(),
+            &mut w.level3.get(lvl(2, 16 * f, 1)),
+            Epilogue::Store,
+        )?;
+        residual_block(
+            rec,
+            &self.rb3,
+            &mut w.level3.get(lvl(2, 16 * f, 1)),
+            &mut w.p,
+            &mut w.t,
+            isa,
+        )?;
+        group_max(
+            rec,
+            &|| format!("{net}.skip0"),
+            isa,
+            &w.level3.view(),
+            &mut w.skip0.get(lvl(2, 4 * f, 0)),
+        )?;
+        run_conv(
+            rec,
+            &|| format!("{net}.pool3"),
+            &self.pool3,
+            &w.level3.view(),
+            &mut w.level4.get(lvl(3, 32 * f, 1)),
+            Epilogue::Store,
+        )?;
+        residual_block(
+            rec,
+            &self.rb4,
+            &mut w.level4.get(lvl(3, 32 * f, 1)),
+            &mut w.p,
+            &mut w.t,
+            isa,
+        )?;
+        group_max(
+            rec,
+            &|| format!("{net}.gmax4"),
+            isa,
+            &w.level4.view(),
+            &mut w.bottom.get(lvl(3, 8 * f, 0)),
+        )?;
+
+        // Decoder.
+        let up = |rec: &mut Recorder,
+                  name: &str,
+                  dc: &Deconv3d,
+                  x: &View,
+                  out: &mut ViewMut|
+         -> Result<()> {
+            let ol = out.view_layout();
+            let (cin, cout) = dc.channels();
+            let bytes = bytes_of(&[x.view_layout(), ol]) + (cin * cout * 32) as u64;
+            rec.layer(
+                &|| format!("{net}.{name}"),
+                LayerKind::Deconv,
+                ol,
+                dc.flops(x.view_layout().voxels()),
+                bytes,
+                || dc.run(x, out),
+            )?;
+            Ok(())
+        };
+        up(
+            rec,
+            "up4",
+            &self.up4,
+            &w.bottom.view(),
+            &mut w.t.get(lvl(2, 8 * f, 0)),
+        )?;
+        {
+            let (u4, skip0) = (w.t.view(), w.skip0.view());
+            let mut parts = vec![u4, skip0];
+            parts.extend(stack0.copied());
+            run_pointwise(rec, &self.c0, &parts, &mut w.level3.get(lvl(2, 8 * f, 1)))?;
+        }
+        residual_block(
+            rec,
+            &self.rb5,
+            &mut w.level3.get(lvl(2, 8 * f, 1)),
+            &mut w.p,
+            &mut w.t,
+            isa,
+        )?;
+        up(
+            rec,
+            "up3",
+            &self.up3,
+            &w.level3.view(),
+            &mut w.t.get(lvl(1, 4 * f, 0)),
+        )?;
+        {
+            let mut parts = vec![w.t.view(), w.skip1.view()];
+            parts.extend(stack1.copied());
+            run_pointwise(rec, &self.c1, &parts, &mut w.level2.get(lvl(1, 4 * f, 1)))?;
+        }
+        residual_block(
+            rec,
+            &self.rb6,
+            &mut w.level2.get(lvl(1, 4 * f, 1)),
+            &mut w.p,
+            &mut w.t,
+            isa,
+        )?;
+        up(
+            rec,
+            "up2",
+            &self.up2,
+            &w.level2.view(),
+            &mut w.t.get(lvl(0, 2 * f, 0)),
+        )?;
+        rec.tensor(&|| format!("{net}.up2"), 0, &w.t.view());
+        run_pointwise(
+            rec,
+            &self.c2,
+            &[w.t.view(), w.skip2.view()],
+            &mut w.stream.get(lvl(0, 2 * f, 1)),
+        )?;
+        residual_block(
+            rec,
+            &self.rb7,
+            &mut w.stream.get(lvl(0, 2 * f, 1)),
+            &mut w.p,
+            &mut w.t,
+            isa,
+        )?;
+        rec.tensor(&|| format!("{net}.rb7"), 0, &w.stream.view());
+        run_conv(
+            rec,
+            &|| format!("{net}.fconv3"),
+            &self.fconv3,
+            &w.stream.view(),
+            &mut w.p.get(lvl(0, CLASSES, 0)),
+            Epilogue::Store,
+        )?;
+        rec.tensor(&|| format!("{net}.logits"), 0, &w.p.view());
+        Ok(())
+    }
+
+    /// FLOPs of convolutions and deconvolutions for an input of `dims`.
+    fn flops(&self, dims: [usize; 3]) -> u64 {
+        let vox = |k: usize| (dims[0] >> k) * (dims[1] >> k) * (dims[2] >> k);
+        let convs = |v: &[Conv3d], k: usize| v.iter().map(|c| c.spec().flops(vox(k))).sum::<u64>();
+        let rb = |b: &ResBlock, k: usize| {
+            b.parts
+                .iter()
+                .map(|p| p.conv1.spec().flops(vox(k)) + p.conv2.spec().flops(vox(k)))
+                .sum::<u64>()
+        };
+        let pw = |p: &Pointwise, k: usize| convs(&p.parts, k);
+        convs(&self.conv1, 0)
+            + rb(&self.rb1, 0)
+            + convs(&self.pool1, 1)
+            + rb(&self.rb2, 1)
+            + self.pool2.spec().flops(vox(2))
+            + rb(&self.rb3, 2)
+            + self.pool3.spec().flops(vox(3))
+            + rb(&self.rb4, 3)
+            + self.up4.flops(vox(3))
+            + pw(&self.c0, 2)
+            + rb(&self.rb5, 2)
+            + self.up3.flops(vox(2))
+            + pw(&self.c1, 1)
+            + rb(&self.rb6, 1)
+            + self.up2.flops(vox(1))
+            + pw(&self.c2, 0)
+            + rb(&self.rb7, 0)
+            + self.fconv3.spec().flops(vox(0))
+    }
+}
+
+impl Model {
+    /// Maps and validates an engine weight file (structure, checksums, topology), then
+    /// packs the weights for the active instruction set.
+    pub fn open(path: impl AsRef<Path>) -> Result<Model> {
+        Self::open_with(path, &OpenOptions::default())
+    }
+
+    /// As [`Model::open`] with explicit checks (checksum verification can be skipped).
+    pub fn open_with(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Model> {
+        let file = WeightFile::open_with(path.as_ref(), opts)?;
+        Self::from_source(Isa::active(), &file)
+    }
+
+    /// The model with the seeded synthetic weights of `tools/reference` (labels are
+    /// meaningless; for tests, benchmarks and demos).
+    pub fn synthetic(seed: u64) -> Result<Model> {
+        let tensors: HashMap<String, Vec<f32>> = crate::weights::synth_weights(seed)
+            .into_iter()
+            .map(|t| (t.name, t.data))
+            .collect();
+        Self::from_source(Isa::active(), &tensors)
+    }
+
+    /// Builds the model from any tensor source for the given instruction set.
+    pub fn from_source(isa: Isa, src: &dyn TensorSource) -> Result<Model> {
+        Ok(Model {
+            isa,
+            nets: [
+                UNet::load(isa, src, Net::Net32)?,
+                UNet::load(isa, src, Net::Net64)?,
+                UNet::load(isa, src, Net::Net128)?,
+            ],
+            work: Mutex::new(Workspace::default()),
+        })
+    }
+
+    /// The instruction set the kernels run with.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// FLOPs (2 x MAC) of the convolutions and deconvolutions of one forward pass.
+    pub fn flops(&self, dims: [usize; 3]) -> u64 {
+        let [d, h, w] = dims;
+        self.nets
+            .iter()
+            .map(|u| {
+                u.flops([
+                    d / u.net.downsample(),
+                    h / u.net.downsample(),
+                    w / u.net.downsample(),
+                ])
+            })
+            .sum()
+    }
+
+    /// Bytes held by the activation buffers (after a forward pass).
+    pub fn workspace_bytes(&self) -> usize {
+        self.work.lock().map(|w| w.bytes()).unwrap_or(0)
+    }
+
+    /// Checks `[d, h, w]` and the input length for a `[1, 4, d, h, w]` input.
+    pub fn check_input(input_len: usize, dims: [usize; 3]) -> Result<()> {
+        if dims.iter().any(|&s| s == 0 || s % SIDE_MULTIPLE != 0) {
+            return Err(GraphError(format!(
+                "input size {}x{}x{} is not supported: every side must be a positive multiple of {SIDE_MULTIPLE}",
+                dims[0], dims[1], dims[2]
+            )));
+        }
+        let want = dims.iter().try_fold(IN_CHANNELS, |a, &s| a.checked_mul(s));
+        if want != Some(input_len) {
+            return Err(GraphError(format!(
+                "input has {input_len} values, a [1, 4, {}, {}, {}] tensor has {}",
+                dims[0],
+                dims[1],
+                dims[2],
+                want.map_or("too many".to_string(), |n| n.to_string())
+            )));
+        }
+        Ok(())
+    }
+
+    /// The forward pass: `input` is `[1, 4, d, h, w]` (C order, channels T1, T2, FLAIR,
+    /// T1ce), the result the softmax `[1, 4, d, h, w]` (background, necrotic/non-enhancing
+    /// core, edema, enhancing).
+    pub fn forward(&self, input: &[f32], dims: [usize; 3]) -> Result<Vec<f32>> {
+        self.forward_observed(input, dims, None)
+    }
+
+    /// [`Model::forward`] reporting layers and intermediate tensors to `observer`.
+    pub fn forward_observed(
+        &self,
+        input: &[f32],
+        dims: [usize; 3],
+        observer: Option<&mut dyn Observer>,
+    ) -> Result<Vec<f32>> {
+        Self::check_input(input.len(), dims)?;
+        let mut guard = self
+            .work
+            .lock()
+            .map_err(|_| GraphError("a previous forward pass panicked".into()))?;
+        let Workspace { inputs, work } = &mut *guard;
+        let isa = self.isa;
+        let mut rec = Recorder {
+            observer,
+            start: Instant::now(),
+        };
+        let [d, h, w] = dims;
+        let full = Layout::new(IN_CHANNELS, d, h, w, 1);
+
+        rec.layer(
+            &|| "input.copy".into(),
+            LayerKind::Other,
+            full,
+            0,
+            bytes_of(&[full, full]),
+            || inputs.full.get(full).copy_from_dense(input),
+        )?;
+        let pooled = |k: usize| Layout::new(IN_CHANNELS, d / k, h / k, w / k, 1);
+        for (k, slot) in [(2, &mut inputs.half), (4, &mut inputs.quarter)] {
+            let out = pooled(k);
+            rec.layer(
+                &|| format!("input.avgpool{k}"),
+                LayerKind::Other,
+                out,
+                0,
+                bytes_of(&[full, out]),
+                || elementwise::avg_pool(isa, k, &inputs.full.view(), &mut slot.get(out)),
+            )?;
+        }
+
+        let softmax =
+            |rec: &mut Recorder, name: &str, logits: &View, out: &mut ViewMut| -> Result<()> {
+                let ol = out.view_layout();
+                rec.layer(
+                    &|| format!("{name}.softmax"),
+                    LayerKind::Softmax,
+                    ol,
+                    0,
+                    bytes_of(&[ol, ol]),
+                    || elementwise::softmax(isa, logits, out),
+                )?;
+                Ok(())
+            };
+        let [net32, net64, net128] = &self.nets;
+        net32.run(&mut rec, isa, &inputs.quarter.view(), None, None, work)?;
+        softmax(
+            &mut rec,
+            "net32",
+            &work.p.view(),
+            &mut inputs.softmax32.get(pooled(4).with(CLASSES, 0)),
+        )?;
+        rec.tensor(&|| "net32.softmax".into(), 0, &inputs.softmax32.view());
+        net64.run(
+            &mut rec,
+            isa,
+            &inputs.half.view(),
+            None,
+            Some(&inputs.softmax32.view()),
+            work,
+        )?;
+        softmax(
+            &mut rec,
+            "net64",
+            &work.p.view(),
+            &mut inputs.softmax64.get(pooled(2).with(CLASSES, 0)),
+        )?;
+        rec.tensor(&|| "net64.softmax".into(), 0, &inputs.softmax64.view());
+        net128.run(
+            &mut rec,
+            isa,
+            &inputs.full.view(),
+            Some(&inputs.softmax32.view()),
+            Some(&inputs.softmax64.view()),
+            work,
+        )?;
+
+        let out_layout = full.with(CLASSES, 0);
+        let mut out = vec![0.0f32; out_layout.buffer_len()];
+        softmax(
+            &mut rec,
+            "net128",
+            &work.p.view(),
+            &mut ViewMut::new(&mut out, out_layout)?,
+        )?;
+        out.truncate(out_layout.len());
+        Ok(out)
+    }
+}
