@@ -29,6 +29,9 @@ pub mod labels;
 pub mod nifti_read;
 pub mod nifti_write;
 pub mod normalize;
+pub mod npy;
+pub mod overlay;
+pub mod phantom;
 pub mod pipeline;
 pub mod volume;
 pub mod zoom;
@@ -38,7 +41,9 @@ pub use components::{remove_small_components, ComponentReport};
 pub use error::{Error, Result};
 pub use labels::LabelConvention;
 pub use nifti_read::{read_header, read_nifti, read_volume, NiftiImage, MAX_VOXELS};
-pub use nifti_write::{write_label_map, write_nifti_f32, write_nifti_u8, write_probabilities};
+pub use nifti_write::{
+    write_label_map, write_nifti_f32, write_nifti_i16, write_nifti_u8, write_probabilities,
+};
 pub use normalize::BrainBox;
 pub use pipeline::{
     average, flip_h, postprocess, preprocess, preprocess_to, probabilities_in_grid, LabelMap,

@@ -20,6 +20,7 @@ use crate::pipeline::LabelMap;
 use crate::volume::Volume;
 
 const DT_UINT8: i16 = 2;
+const DT_INT16: i16 = 4;
 const DT_FLOAT32: i16 = 16;
 
 /// The 348 header bytes, little-endian.
@@ -100,7 +101,11 @@ pub fn derived_header(
             .ok_or_else(|| Error::msg(format!("axis length {d} does not fit a NIfTI-1 header")))?;
     }
     h.datatype = datatype;
-    h.bitpix = if datatype == DT_UINT8 { 8 } else { 32 };
+    h.bitpix = match datatype {
+        DT_UINT8 => 8,
+        DT_INT16 => 16,
+        _ => 32,
+    };
     h.vox_offset = 352.0;
     h.scl_slope = 1.0;
     h.scl_inter = 0.0;
@@ -204,6 +209,19 @@ pub fn write_nifti_f32(
     let header = derived_header(template, shape, DT_FLOAT32).map_err(|e| Error::at(path, e))?;
     let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
     write_image(path, &header, Compression::fast(), &bytes)
+}
+
+/// Write an int16 image of `shape` (stored order) with the template's geometry.
+pub fn write_nifti_i16(
+    path: &Path,
+    shape: &[usize],
+    data: &[i16],
+    template: &NiftiHeader,
+) -> Result<()> {
+    check_len(path, shape, data.len())?;
+    let header = derived_header(template, shape, DT_INT16).map_err(|e| Error::at(path, e))?;
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_image(path, &header, Compression::default(), &bytes)
 }
 
 fn check_len(path: &Path, shape: &[usize], len: usize) -> Result<()> {
