@@ -26,8 +26,16 @@ enum Command {
     SynthWeights(cmd::weights::SynthArgs),
     /// Check a weight file: structure, checksums and the model's 225 tensors.
     VerifyWeights(cmd::weights::VerifyArgs),
+    /// Run the network on a [1, 4, D, H, W] f32 .npy tensor and write the softmax as .npy.
+    Infer(cmd::infer::InferArgs),
+    /// Time forward passes (one warm-up, then N runs): median/min seconds, GFLOP/s, peak RSS.
+    Bench(cmd::bench::BenchArgs),
     /// Dice of predicted label maps against references (files, or folders matched by case).
     Eval(cmd::eval::EvalArgs),
+    /// Segment one case: four named modalities in, a BraTS label map out.
+    Segment(cmd::segment::SegmentArgs),
+    /// Run the whole pipeline on a synthetic phantom case (no files needed).
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn main() {
@@ -41,6 +49,10 @@ fn main() {
         Command::SynthWeights(a) => cmd::weights::synth(&a),
         Command::VerifyWeights(a) => cmd::weights::verify(&a),
         Command::Eval(a) => cmd::eval::run(&a),
+        Command::Segment(a) => cmd::segment::run(&a),
+        Command::Demo(a) => cmd::demo::run(&a),
+        Command::Infer(a) => cmd::infer::run(&a),
+        Command::Bench(a) => cmd::bench::run(&a),
     };
     if let Err(msg) = result {
         eprintln!("error: {msg}");

@@ -1,3 +1,8 @@
 //! Subcommands of `brats-seg`, one module per group; `main.rs` only dispatches.
+pub mod bench;
+pub mod demo;
 pub mod eval;
+pub mod infer;
+pub mod run;
+pub mod segment;
 pub mod weights;

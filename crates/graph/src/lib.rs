@@ -8,5 +8,5 @@ pub mod observe;
 pub mod weights;
 mod workspace;
 
-pub use model::{GraphError, Model, TensorSource, EPS, SIDE_MULTIPLE};
+pub use model::{GraphError, Model, EPS, SIDE_MULTIPLE};
 pub use observe::{LayerEvent, LayerKind, Observer};

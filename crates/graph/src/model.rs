@@ -28,12 +28,11 @@ use crate::observe::{LayerEvent, LayerKind, Observer};
 use crate::weights::table::{
     self, Block, Net, Pointwise as Pw, Pool, Up, CLASSES, GROUPS, IN_CHANNELS,
 };
-use crate::weights::{OpenOptions, WeightFile};
+use crate::weights::{OpenOptions, WeightFile, WeightSet, WeightSource};
 use crate::workspace::Slot;
 use brats_kernels::conv::{Conv3d, ConvSpec, Epilogue};
 use brats_kernels::deconv::Deconv3d;
 use brats_kernels::{elementwise, norm, Isa, Layout, View, ViewMut};
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -67,25 +66,6 @@ impl From<crate::weights::WeightError> for GraphError {
 }
 
 pub type Result<T> = std::result::Result<T, GraphError>;
-
-/// A source of named f32 tensors in MXNet layout.
-pub trait TensorSource {
-    fn tensor(&self, name: &str) -> Result<&[f32]>;
-}
-
-impl TensorSource for WeightFile {
-    fn tensor(&self, name: &str) -> Result<&[f32]> {
-        Ok(WeightFile::tensor(self, name)?)
-    }
-}
-
-impl TensorSource for HashMap<String, Vec<f32>> {
-    fn tensor(&self, name: &str) -> Result<&[f32]> {
-        self.get(name)
-            .map(|v| v.as_slice())
-            .ok_or_else(|| GraphError(format!("weights have no tensor '{name}'")))
-    }
-}
 
 struct NormParams {
     gamma: Vec<f32>,
@@ -157,7 +137,7 @@ fn check_len(name: &str, data: &[f32], want: usize) -> Result<()> {
 /// `g` are contiguous).
 fn conv_per_group(
     isa: Isa,
-    src: &dyn TensorSource,
+    src: &dyn WeightSource,
     layer: &table::Layer,
     spec: ConvSpec,
 ) -> Result<Vec<Conv3d>> {
@@ -187,7 +167,7 @@ fn conv_per_group(
 
 fn conv_whole(
     isa: Isa,
-    src: &dyn TensorSource,
+    src: &dyn WeightSource,
     layer: &table::Layer,
     spec: ConvSpec,
 ) -> Result<Conv3d> {
@@ -198,7 +178,7 @@ fn conv_whole(
 }
 
 fn norm_params(
-    src: &dyn TensorSource,
+    src: &dyn WeightSource,
     layer: &table::Layer,
     c: usize,
     range: std::ops::Range<usize>,
@@ -212,7 +192,7 @@ fn norm_params(
     })
 }
 
-fn res_block(isa: Isa, src: &dyn TensorSource, net: Net, block: Block) -> Result<ResBlock> {
+fn res_block(isa: Isa, src: &dyn WeightSource, net: Net, block: Block) -> Result<ResBlock> {
     let c = block.channels(net);
     let groups = block.groups();
     let spec = ConvSpec {
@@ -247,7 +227,7 @@ fn res_block(isa: Isa, src: &dyn TensorSource, net: Net, block: Block) -> Result
 
 fn pointwise(
     isa: Isa,
-    src: &dyn TensorSource,
+    src: &dyn WeightSource,
     net: Net,
     which: Pw,
     name: &str,
@@ -289,7 +269,7 @@ fn pointwise(
 
 fn deconv(
     isa: Isa,
-    src: &dyn TensorSource,
+    src: &dyn WeightSource,
     net: Net,
     which: Up,
     cin: usize,
@@ -302,7 +282,7 @@ fn deconv(
 }
 
 impl UNet {
-    fn load(isa: Isa, src: &dyn TensorSource, net: Net) -> Result<UNet> {
+    fn load(isa: Isa, src: &dyn WeightSource, net: Net) -> Result<UNet> {
         let f = net.width();
         let (s0, s1) = net.stack_channels();
         let s3 = |cin, cout, groups, stride| ConvSpec {
@@ -934,15 +914,12 @@ impl Model {
     /// The model with the seeded synthetic weights of `tools/reference` (labels are
     /// meaningless; for tests, benchmarks and demos).
     pub fn synthetic(seed: u64) -> Result<Model> {
-        let tensors: HashMap<String, Vec<f32>> = crate::weights::synth_weights(seed)
-            .into_iter()
-            .map(|t| (t.name, t.data))
-            .collect();
-        Self::from_source(Isa::active(), &tensors)
+        Self::from_source(Isa::active(), &WeightSet::synthetic(seed))
     }
 
-    /// Builds the model from any tensor source for the given instruction set.
-    pub fn from_source(isa: Isa, src: &dyn TensorSource) -> Result<Model> {
+    /// Builds the model from any weight source (tensors in MXNet layout, looked up by
+    /// their original names) for the given instruction set.
+    pub fn from_source(isa: Isa, src: &dyn WeightSource) -> Result<Model> {
         Ok(Model {
             isa,
             nets: [

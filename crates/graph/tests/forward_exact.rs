@@ -10,6 +10,7 @@
 //!   1e-4 * (1 + |ref|), so that a drift is caught at the layer where it starts.
 
 use brats_graph::weights::npy::read_npy_f32;
+use brats_graph::weights::WeightSet;
 use brats_graph::{Model, Observer};
 use brats_kernels::{Isa, View};
 use std::collections::HashMap;
@@ -52,14 +53,8 @@ impl Observer for Capture {
 }
 
 fn synthetic(isa: Isa) -> Model {
-    static WEIGHTS: OnceLock<HashMap<String, Vec<f32>>> = OnceLock::new();
-    let w = WEIGHTS.get_or_init(|| {
-        brats_graph::weights::synth_weights(1)
-            .into_iter()
-            .map(|t| (t.name, t.data))
-            .collect()
-    });
-    Model::from_source(isa, w).unwrap()
+    static WEIGHTS: OnceLock<WeightSet> = OnceLock::new();
+    Model::from_source(isa, WEIGHTS.get_or_init(|| WeightSet::synthetic(1))).unwrap()
 }
 
 fn input() -> Vec<f32> {

@@ -82,3 +82,59 @@ pub fn parse_npy_f32(b: &[u8], path: &Path) -> Result<NpyArray> {
         .collect();
     Ok(NpyArray { shape, data })
 }
+
+/// Writes a little-endian float32 C-order `.npy` (version 1.0) atomically: a temporary
+/// file in the target's folder, renamed when complete.
+pub fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
+    let numel: usize = shape.iter().product();
+    if numel != data.len() {
+        return Err(WeightError::InvalidInput {
+            detail: format!(
+                "npy {}: shape {shape:?} does not match {} values",
+                path.display(),
+                data.len()
+            ),
+        });
+    }
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let tuple = if dims.len() == 1 {
+        format!("{},", dims[0])
+    } else {
+        dims.join(", ")
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({tuple}), }}");
+    // Magic (6) + version (2) + length (2) + header + '\n' is padded to a multiple of 64.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    super::atomic::write_atomically(path, |w| {
+        use std::io::Write;
+        w.write_all(b"\x93NUMPY\x01\x00")?;
+        w.write_all(&(header.len() as u16).to_le_bytes())?;
+        w.write_all(header.as_bytes())?;
+        for chunk in data.chunks(1 << 16) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+            w.write_all(&bytes)?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_then_read_round_trips() {
+        let dir = std::env::temp_dir().join(format!("npy-rt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.npy");
+        let data: Vec<f32> = (0..24).map(|i| i as f32 * 0.5 - 3.0).collect();
+        write_npy_f32(&p, &[1, 2, 3, 4], &data).unwrap();
+        let a = read_npy_f32(&p).unwrap();
+        assert_eq!(a.shape, [1, 2, 3, 4]);
+        assert_eq!(a.data, data);
+        assert!(write_npy_f32(&p, &[5], &data).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
