@@ -200,10 +200,16 @@ pub fn phantom(seed: u64) -> Phantom {
 impl Phantom {
     /// The phantom as a [`Case`] (same checks as files), sources labelled `label`.
     pub fn to_case(&self, label: &Path) -> Result<Case> {
-        let volumes = self.volumes.clone().map(|v| {
-            Volume::new(PHANTOM_DIMS, v.into_iter().map(f32::from).collect())
-                .expect("phantom volumes have the phantom's size")
-        });
+        let mut volumes = Vec::with_capacity(4);
+        for v in &self.volumes {
+            volumes.push(Volume::new(
+                PHANTOM_DIMS,
+                v.iter().map(|&x| f32::from(x)).collect(),
+            )?);
+        }
+        let volumes: [Volume; 4] = volumes
+            .try_into()
+            .map_err(|_| crate::error::Error::msg("a phantom has four volumes"))?;
         Case::from_volumes("phantom", volumes, self.header.clone(), label)
     }
 
@@ -266,5 +272,19 @@ mod tests {
         assert!(mean_where(3, ENHANCING) > 1.5 * mean_where(3, EDEMA));
         assert_eq!(phantom(7).volumes, p.volumes);
         assert_ne!(phantom(8).volumes[0], p.volumes[0]);
+    }
+
+    #[test]
+    fn phantom_case_preprocesses_and_its_box_covers_the_brain() {
+        let p = phantom(3);
+        let case = p.to_case(Path::new("phantom")).unwrap();
+        assert_eq!(case.sources[0].orientation, "LPS");
+        let prepared = crate::pipeline::preprocess_to(&case, 32).unwrap();
+        let b = prepared.meta.brain_box;
+        for a in 0..3 {
+            assert!(b.start[a] > 0 && b.end[a] < PHANTOM_DIMS[a]);
+            assert!(b.size()[a] > PHANTOM_DIMS[a] * 3 / 4);
+        }
+        assert!(prepared.input.iter().all(|v| (0.0..=1.0).contains(v)));
     }
 }
