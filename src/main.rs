@@ -30,6 +30,8 @@ enum Command {
     Infer(cmd::infer::InferArgs),
     /// Time forward passes (one warm-up, then N runs): median/min seconds, GFLOP/s, peak RSS.
     Bench(cmd::bench::BenchArgs),
+    /// Per-layer timing of one forward pass against this machine's measured FMA peak.
+    Profile(cmd::profile::ProfileArgs),
     /// Dice of predicted label maps against references (files, or folders matched by case).
     Eval(cmd::eval::EvalArgs),
     /// Segment one case: four named modalities in, a BraTS label map out.
@@ -53,6 +55,7 @@ fn main() {
         Command::Demo(a) => cmd::demo::run(&a),
         Command::Infer(a) => cmd::infer::run(&a),
         Command::Bench(a) => cmd::bench::run(&a),
+        Command::Profile(a) => cmd::profile::run(&a),
     };
     if let Err(msg) = result {
         eprintln!("error: {msg}");

@@ -3,6 +3,7 @@ pub mod bench;
 pub mod demo;
 pub mod eval;
 pub mod infer;
+pub mod profile;
 pub mod run;
 pub mod segment;
 pub mod weights;
