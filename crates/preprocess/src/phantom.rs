@@ -281,9 +281,9 @@ mod tests {
         assert_eq!(case.sources[0].orientation, "LPS");
         let prepared = crate::pipeline::preprocess_to(&case, 32).unwrap();
         let b = prepared.meta.brain_box;
-        for a in 0..3 {
-            assert!(b.start[a] > 0 && b.end[a] < PHANTOM_DIMS[a]);
-            assert!(b.size()[a] > PHANTOM_DIMS[a] * 3 / 4);
+        for ((&start, &end), &n) in b.start.iter().zip(&b.end).zip(&PHANTOM_DIMS) {
+            assert!(start > 0 && end < n);
+            assert!(end - start > n * 3 / 4);
         }
         assert!(prepared.input.iter().all(|v| (0.0..=1.0).contains(v)));
     }
