@@ -62,7 +62,7 @@ fn table_flops(side: usize) -> u64 {
         .iter()
         .filter(|p| matches!(p.kind, ParamKind::ConvWeight | ParamKind::DeconvWeight))
         .map(|p| {
-            let s = side / downsample(&p.name) >> level(&p.name);
+            let s = (side / downsample(&p.name)) >> level(&p.name);
             2 * p.numel() as u64 * (s * s * s) as u64
         })
         .sum()
