@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Side-by-side: brats-seg vs OpenVINO (and ONNX Runtime) on the same synthetic network
+# and input, in one session, rounds alternating so machine noise hits every engine.
+#
+#   tools/compare/compare.sh                         # 3 rounds x 3 runs, 128^3, 2 threads
+#   tools/compare/compare.sh --rounds 2 --runs 2 --no-ort
+#   tools/compare/compare.sh --no-bench              # only the output agreement
+#
+# Each round: `brats-seg bench --synthetic`, then run_peer.py --engine openvino, then
+# --engine onnxruntime; each invocation loads, warms up once and times --runs passes.
+# `uptime` is recorded before the first round, after every round and at the end.
+# Then the output check: `brats-seg infer --synthetic` and the peers on the same 128^3
+# synth_input .npy, max |diff| of the softmax. Results in out/session-<UTC time>/,
+# table printed by summarize.py (also written to summary.txt / summary.json there).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+ROUNDS=3 RUNS=3 SIZE=128 THREADS=2 SEED=1
+ORT=1 AGREE=1 BENCH=1 BUILD=1 KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --runs) RUNS="$2"; shift 2 ;;
+    --size) SIZE="$2"; shift 2 ;;
+    --threads) THREADS="$2"; shift 2 ;;
+    --no-ort) ORT=0; shift ;;
+    --no-agree) AGREE=0; shift ;;
+    --no-bench) BENCH=0; shift ;;
+    --no-build) BUILD=0; shift ;;
+    --keep-outputs) KEEP=1; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; echo "options: --rounds N --runs N --size S --threads T --no-ort --no-agree --no-bench --no-build --keep-outputs"; exit 0 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+
+PY="$HERE/.venv/bin/python"
+BIN="$ROOT/target/release/brats-seg"
+
+# 1. environment: the venv (pinned), the Rust binary, the ONNX model, the input.
+if [ ! -x "$PY" ]; then
+  echo "== creating $HERE/.venv from requirements.txt"
+  python3.11 -m venv "$HERE/.venv"
+  "$HERE/.venv/bin/pip" install -q -r "$HERE/requirements.txt"
+fi
+if [ "$BUILD" = 1 ]; then
+  echo "== cargo build --release"
+  if ! (cd "$ROOT" && cargo build --release -q 2>&1 | tail -20); then
+    [ -x "$BIN" ] || { echo "cargo build failed and there is no $BIN" >&2; exit 1; }
+    echo "WARNING: cargo build failed; using the existing $BIN" >&2
+  fi
+fi
+[ -x "$BIN" ] || { echo "no $BIN (run cargo build --release)" >&2; exit 1; }
+"$PY" "$HERE/build_onnx.py" --size "$SIZE" --seed "$SEED" >/dev/null
+INPUT="$("$PY" -c "import sys; sys.path.insert(0, '$HERE'); import run_peer; print(run_peer.ensure_input($SIZE, $SEED))")"
+
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+D="$HERE/out/session-$STAMP"
+mkdir -p "$D"
+COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+DIRTY=false
+[ -n "$(cd "$ROOT" && git status --porcelain -- crates src Cargo.toml Cargo.lock 2>/dev/null)" ] && DIRTY=true
+printf '{"started": "%s", "size": %s, "threads": %s, "rounds": %s, "runs": %s, "seed": %s, "commit": "%s", "dirty": %s, "binary_mtime": "%s", "nproc": %s}\n' \
+  "$STAMP" "$SIZE" "$THREADS" "$ROUNDS" "$RUNS" "$SEED" "$COMMIT" "$DIRTY" \
+  "$(date -u -r "$BIN" +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" > "$D/meta.json"
+
+up() {  # record the load average
+  printf '{"when": "%s", "uptime": "%s"}\n' "$1" "$(uptime | sed 's/^ *//')" >> "$D/uptime.jsonl"
+}
+record() {  # record ROUND ENGINE LOGFILE: wrap the log's last line (the JSON) into rounds.jsonl
+  local json
+  json="$(tail -n 1 "$3")"
+  case "$json" in \{*) ;; *) echo "no JSON from $2 in round $1, see $3" >&2; return 1 ;; esac
+  printf '{"round": %s, "engine": "%s", "result": %s}\n' "$1" "$2" "$json" >> "$D/rounds.jsonl"
+  "$PY" -c 'import json,sys; r=json.loads(sys.argv[2]); print("   %-12s median %.3f s  min %.3f s  peak RSS %.0f MB" % (sys.argv[1], r["median_s"], r["min_s"], r["peak_rss_bytes"]/1e6))' "$2" "$json"
+}
+
+# 2. the timing rounds
+if [ "$BENCH" = 1 ]; then
+  up "before round 1"
+  for r in $(seq 1 "$ROUNDS"); do
+    echo "== round $r/$ROUNDS  ($(uptime | sed 's/.*load average/load average/'))"
+    "$BIN" bench --synthetic --seed "$SEED" --size "$SIZE" --runs "$RUNS" --threads "$THREADS" --json \
+      > "$D/r$r-ours.log" 2>&1
+    record "$r" ours "$D/r$r-ours.log"
+    "$PY" "$HERE/run_peer.py" --engine openvino --size "$SIZE" --seed "$SEED" --runs "$RUNS" \
+      --threads "$THREADS" --input "$INPUT" --json > "$D/r$r-openvino.log" 2>&1
+    record "$r" openvino "$D/r$r-openvino.log"
+    if [ "$ORT" = 1 ]; then
+      "$PY" "$HERE/run_peer.py" --engine onnxruntime --size "$SIZE" --seed "$SEED" --runs "$RUNS" \
+        --threads "$THREADS" --input "$INPUT" --json > "$D/r$r-onnxruntime.log" 2>&1
+      record "$r" onnxruntime "$D/r$r-onnxruntime.log"
+    fi
+    up "after round $r"
+  done
+fi
+
+# 3. output agreement on the same input
+if [ "$AGREE" = 1 ]; then
+  echo "== output agreement at ${SIZE}^3"
+  "$BIN" infer --synthetic --seed "$SEED" --threads "$THREADS" --input "$INPUT" --output "$D/out-ours.npy" \
+    > "$D/infer-ours.log" 2>&1
+  "$PY" "$HERE/run_peer.py" --engine openvino --size "$SIZE" --seed "$SEED" --runs 0 --threads "$THREADS" \
+    --input "$INPUT" --save-output "$D/out-openvino.npy" > "$D/infer-openvino.log" 2>&1
+  PAIRS=("ours openvino")
+  if [ "$ORT" = 1 ]; then
+    "$PY" "$HERE/run_peer.py" --engine onnxruntime --size "$SIZE" --seed "$SEED" --runs 0 --threads "$THREADS" \
+      --input "$INPUT" --save-output "$D/out-onnxruntime.npy" > "$D/infer-onnxruntime.log" 2>&1
+    PAIRS+=("ours onnxruntime" "openvino onnxruntime")
+  fi
+  # the float64 reference, when tools/reference has made it for this size (seed 1 only)
+  REF64="$ROOT/tools/reference/out/$SIZE/softmax.npy"
+  if [ "$SEED" = 1 ] && [ -f "$REF64" ]; then
+    ln -sf "$REF64" "$D/out-float64.npy"
+    PAIRS=("float64 ours" "float64 openvino" "${PAIRS[@]}")
+    [ "$ORT" = 1 ] && PAIRS+=("float64 onnxruntime")
+  fi
+  for p in "${PAIRS[@]}"; do
+    set -- $p
+    "$PY" "$HERE/agree.py" "$D/out-$1.npy" "$D/out-$2.npy" --pair "$1 vs $2" \
+      --input "synth_input(seed $SEED)" >> "$D/agree.jsonl"
+  done
+  [ "$KEEP" = 1 ] || rm -f "$D"/out-*.npy
+fi
+up "end"
+
+echo
+"$PY" "$HERE/summarize.py" "$D"
+echo
+echo "logs and JSON: $D"

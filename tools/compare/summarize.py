@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Summarizes one compare.sh session directory: the bench JSON lines of every round
+(ours, openvino, onnxruntime), the uptime records and the output agreement.
+
+  .venv/bin/python summarize.py out/session-YYYYmmddTHHMMSSZ
+
+Per engine: the median of all timed runs pooled over the rounds (and the per-round
+medians), min, peak RSS (largest over the rounds). Ratios ours/peer: per round (our
+median of that round over theirs), and the median of those per-round ratios, which is
+the figure to quote: both sides of a round ran back to back, so a machine that slows
+down for a while slows both.
+"""
+import json
+import os
+import statistics
+import sys
+
+ORDER = ["ours", "openvino", "onnxruntime"]
+LABEL = {"ours": "brats-seg", "openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
+
+
+def load_jsonl(path):
+    out = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    out.append(json.loads(line))
+    return out
+
+
+def main():
+    d = sys.argv[1]
+    rounds = load_jsonl(os.path.join(d, "rounds.jsonl"))  # {"round", "engine", "result"}
+    by = {}
+    for r in rounds:
+        by.setdefault(r["engine"], []).append(r)
+    engines = [e for e in ORDER if e in by]
+    meta = json.load(open(os.path.join(d, "meta.json"))) if os.path.exists(
+        os.path.join(d, "meta.json")) else {}
+
+    lines = []
+    p = lines.append
+    if meta:
+        p("session %s  size %s^3  threads %s  rounds %s x runs %s  (commit %s%s)" % (
+            meta.get("started"), meta.get("size"), meta.get("threads"), meta.get("rounds"),
+            meta.get("runs"), meta.get("commit"), ", tree dirty" if meta.get("dirty") else ""))
+    for u in load_jsonl(os.path.join(d, "uptime.jsonl")):
+        p("  uptime %-28s %s" % (u["when"], u["uptime"]))
+    p("")
+    p("%-13s %9s %9s %9s %10s %9s %9s" % ("", "", "", "", "", "pooled", "by round"))
+    hdr = "%-13s %9s %9s %9s %10s %9s %9s  %s" % (
+        "engine", "median s", "min s", "GFLOP/s", "peak RSS", "ours/it", "ours/it",
+        "per-round medians (s)")
+    p(hdr)
+    p("-" * (len(hdr) + 12))
+    summary = {}
+    ours_rounds = {r["round"]: r["result"]["median_s"] for r in by.get("ours", [])}
+    for e in engines:
+        rs = by[e]
+        times = [t for r in rs for t in (r["result"].get("times_s") or [r["result"]["median_s"]])]
+        med = statistics.median(times)
+        mn = min(times)
+        rss = max(r["result"]["peak_rss_bytes"] for r in rs)
+        gflop = rs[0]["result"].get("gflop")
+        per_round = [r["result"]["median_s"] for r in rs]
+        ratios = [ours_rounds[r["round"]] / r["result"]["median_s"]
+                  for r in rs if r["round"] in ours_rounds]
+        ratio = statistics.median(ratios) if ratios else None
+        summary[e] = {"median_s": med, "min_s": mn, "peak_rss_bytes": rss,
+                      "per_round_median_s": per_round, "ratio_ours_over_it_per_round": ratios,
+                      "ratio_ours_over_it": ratio, "n_runs": len(times),
+                      "version": rs[0]["result"].get("version")}
+        p("%-13s %9.3f %9.3f %9.1f %7.0f MB %9.3f %9s  %s" % (
+            LABEL[e], med, mn, (gflop / med) if gflop else float("nan"), rss / 1e6,
+            summary["ours"]["median_s"] / med if "ours" in summary else float("nan"),
+            "%.3f" % ratio if ratio is not None else "-",
+            " ".join("%.3f" % t for t in per_round)))
+    p("")
+    p("first 'ours/it' = ratio of the pooled medians; second = median over the rounds of")
+    p("(our median in that round / its median in that round): quote the second (<1: ours faster).")
+    for e in engines:
+        if e != "ours":
+            p("  ours/%s per round: %s" % (LABEL[e], " ".join(
+                "%.3f" % r for r in summary[e]["ratio_ours_over_it_per_round"])))
+    vers = ", ".join("%s %s" % (LABEL[e], summary[e]["version"]) for e in engines
+                     if summary[e]["version"])
+    if vers:
+        p("versions: " + vers)
+
+    agree = load_jsonl(os.path.join(d, "agree.jsonl"))
+    if agree:
+        p("")
+        p("output agreement on the same %s input (softmax, float32):" % agree[0].get("input"))
+        for a in agree:
+            p("  %-28s max |diff| %.3g   mean |diff| %.3g   argmax differs at %d of %d voxels"
+              " (%d beyond a 1e-4 margin)" % (
+                  a["pair"], a["max_abs_diff"], a["mean_abs_diff"], a["argmax_differs"],
+                  a["voxels"], a["argmax_differs_beyond_1e-4"]))
+    text = "\n".join(lines)
+    print(text)
+    with open(os.path.join(d, "summary.txt"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(d, "summary.json"), "w") as f:
+        json.dump({"meta": meta, "engines": summary, "agreement": agree}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
