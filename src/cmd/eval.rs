@@ -185,6 +185,10 @@ pub fn run(args: &EvalArgs) -> Result<(), String> {
         row(&format!("mean ({} case{plural})", scores.len()), &mean)
     );
     println!("{}", row("median", &median));
-    println!("WT whole tumour (1,2,3), TC tumour core (1,3), ET enhancing (3), NCR necrotic/non-enhancing core (1), ED edema (2); network classes, empty vs empty = 1");
+    println!(
+        "WT whole tumour (1,2,3), TC tumour core (1,3), ET enhancing (3), NCR necrotic/non-enhancing \
+         core (1), ED edema (2), in network classes; empty vs empty = 1. The OMZ accuracy checker's \
+         overall/necrotic/edema/enhancing are WT/NCR/ED/ET (it scores empty vs empty as 0)."
+    );
     Ok(())
 }
