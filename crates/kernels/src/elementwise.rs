@@ -56,41 +56,45 @@ pub fn softmax(isa: Isa, input: &View, output: &mut ViewMut) -> Result<(), Error
     let dst = SharedMut(output.data_mut().as_mut_ptr());
     let channels = il.c;
     (0..il.d).into_par_iter().for_each(|z| {
-        vectorized(isa, || {
-            let mut exps = vec![0.0f32; channels * il.w];
-            for y in 0..il.h {
-                let mut max = row(src, &ib, ic0, z, y).to_vec();
-                for c in 1..channels {
-                    for (m, &x) in max.iter_mut().zip(row(src, &ib, ic0 + c, z, y)) {
-                        *m = m.max(x);
+        vectorized(
+            isa,
+            #[inline(always)]
+            || {
+                let mut exps = vec![0.0f32; channels * il.w];
+                for y in 0..il.h {
+                    let mut max = row(src, &ib, ic0, z, y).to_vec();
+                    for c in 1..channels {
+                        for (m, &x) in max.iter_mut().zip(row(src, &ib, ic0 + c, z, y)) {
+                            *m = m.max(x);
+                        }
+                    }
+                    let mut sum = vec![0.0f32; il.w];
+                    for c in 0..channels {
+                        let e = &mut exps[c * il.w..(c + 1) * il.w];
+                        for ((e, &x), (&m, s)) in e
+                            .iter_mut()
+                            .zip(row(src, &ib, ic0 + c, z, y))
+                            .zip(max.iter().zip(sum.iter_mut()))
+                        {
+                            *e = (x - m).exp();
+                            *s += *e;
+                        }
+                    }
+                    for c in 0..channels {
+                        // Safety: the output has the input's shape (checked above); task `z`
+                        // writes only plane z.
+                        let out = unsafe { row_mut(dst, &ob, oc0 + c, z, y) };
+                        for ((o, &e), &s) in out
+                            .iter_mut()
+                            .zip(&exps[c * il.w..(c + 1) * il.w])
+                            .zip(&sum)
+                        {
+                            *o = e / s;
+                        }
                     }
                 }
-                let mut sum = vec![0.0f32; il.w];
-                for c in 0..channels {
-                    let e = &mut exps[c * il.w..(c + 1) * il.w];
-                    for ((e, &x), (&m, s)) in e
-                        .iter_mut()
-                        .zip(row(src, &ib, ic0 + c, z, y))
-                        .zip(max.iter().zip(sum.iter_mut()))
-                    {
-                        *e = (x - m).exp();
-                        *s += *e;
-                    }
-                }
-                for c in 0..channels {
-                    // Safety: the output has the input's shape (checked above); task `z`
-                    // writes only plane z.
-                    let out = unsafe { row_mut(dst, &ob, oc0 + c, z, y) };
-                    for ((o, &e), &s) in out
-                        .iter_mut()
-                        .zip(&exps[c * il.w..(c + 1) * il.w])
-                        .zip(&sum)
-                    {
-                        *o = e / s;
-                    }
-                }
-            }
-        })
+            },
+        )
     });
     Ok(())
 }
@@ -120,28 +124,32 @@ pub fn avg_pool(isa: Isa, k: usize, input: &View, output: &mut ViewMut) -> Resul
     let inv = 1.0 / (k * k * k) as f32;
     (0..ol.c * ol.d).into_par_iter().for_each(|t| {
         let (c, z) = (t / ol.d, t % ol.d);
-        vectorized(isa, || {
-            let mut acc = vec![0.0f32; il.w];
-            for y in 0..ol.h {
-                acc.iter_mut().for_each(|a| *a = 0.0);
-                for dz in 0..k {
-                    for dy in 0..k {
-                        for (a, &x) in
-                            acc.iter_mut()
-                                .zip(row(src, &ib, ic0 + c, z * k + dz, y * k + dy))
-                        {
-                            *a += x;
+        vectorized(
+            isa,
+            #[inline(always)]
+            || {
+                let mut acc = vec![0.0f32; il.w];
+                for y in 0..ol.h {
+                    acc.iter_mut().for_each(|a| *a = 0.0);
+                    for dz in 0..k {
+                        for dy in 0..k {
+                            for (a, &x) in
+                                acc.iter_mut()
+                                    .zip(row(src, &ib, ic0 + c, z * k + dz, y * k + dy))
+                            {
+                                *a += x;
+                            }
                         }
                     }
+                    // Safety: the output is the input shrunk by k (checked above); task
+                    // (c, z) writes only that plane.
+                    let out = unsafe { row_mut(dst, &ob, oc0 + c, z, y) };
+                    for (x, o) in out.iter_mut().enumerate() {
+                        *o = acc[x * k..(x + 1) * k].iter().sum::<f32>() * inv;
+                    }
                 }
-                // Safety: the output is the input shrunk by k (checked above); task
-                // (c, z) writes only that plane.
-                let out = unsafe { row_mut(dst, &ob, oc0 + c, z, y) };
-                for (x, o) in out.iter_mut().enumerate() {
-                    *o = acc[x * k..(x + 1) * k].iter().sum::<f32>() * inv;
-                }
-            }
-        })
+            },
+        )
     });
     Ok(())
 }
@@ -168,19 +176,23 @@ pub fn group_max(isa: Isa, groups: usize, input: &View, output: &mut ViewMut) ->
     let dst = SharedMut(output.data_mut().as_mut_ptr());
     (0..cg * il.d).into_par_iter().for_each(|t| {
         let (c, z) = (t / il.d, t % il.d);
-        vectorized(isa, || {
-            for y in 0..il.h {
-                // Safety: the output has the input's spatial shape and `cg` channels
-                // (checked above); task (c, z) writes only that plane.
-                let out = unsafe { row_mut(dst, &ob, oc0 + c, z, y) };
-                out.copy_from_slice(row(src, &ib, ic0 + c, z, y));
-                for g in 1..groups {
-                    for (o, &x) in out.iter_mut().zip(row(src, &ib, ic0 + g * cg + c, z, y)) {
-                        *o = o.max(x);
+        vectorized(
+            isa,
+            #[inline(always)]
+            || {
+                for y in 0..il.h {
+                    // Safety: the output has the input's spatial shape and `cg` channels
+                    // (checked above); task (c, z) writes only that plane.
+                    let out = unsafe { row_mut(dst, &ob, oc0 + c, z, y) };
+                    out.copy_from_slice(row(src, &ib, ic0 + c, z, y));
+                    for g in 1..groups {
+                        for (o, &x) in out.iter_mut().zip(row(src, &ib, ic0 + g * cg + c, z, y)) {
+                            *o = o.max(x);
+                        }
                     }
                 }
-            }
-        })
+            },
+        )
     });
     Ok(())
 }
@@ -215,15 +227,19 @@ fn binary_assign(
     let dst = SharedMut(output.data_mut().as_mut_ptr());
     (0..il.c * il.d).into_par_iter().for_each(|t| {
         let (c, z) = (t / il.d, t % il.d);
-        vectorized(isa, || {
-            for y in 0..il.h {
-                // Safety: same shapes (checked above); task (c, z) writes only its plane.
-                let out = unsafe { row_mut(dst, &ob, oc0 + c, z, y) };
-                for (o, &x) in out.iter_mut().zip(row(src, &ib, ic0 + c, z, y)) {
-                    *o = op(*o, x);
+        vectorized(
+            isa,
+            #[inline(always)]
+            || {
+                for y in 0..il.h {
+                    // Safety: same shapes (checked above); task (c, z) writes only its plane.
+                    let out = unsafe { row_mut(dst, &ob, oc0 + c, z, y) };
+                    for (o, &x) in out.iter_mut().zip(row(src, &ib, ic0 + c, z, y)) {
+                        *o = op(*o, x);
+                    }
                 }
-            }
-        })
+            },
+        )
     });
     Ok(())
 }

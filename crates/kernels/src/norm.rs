@@ -48,27 +48,31 @@ pub fn channel_stats(isa: Isa, input: &View) -> Vec<ChannelStats> {
         .map(|t| {
             let (c, z) = (t / l.d, t % l.d);
             let shift = data[b.index(c0 + c, 0, 0, 0)] as f64;
-            vectorized(isa, || {
-                let (mut s, mut q) = ([0.0f64; 8], [0.0f64; 8]);
-                for y in 0..l.h {
-                    let at = b.index(c0 + c, z, y, 0);
-                    let row = &data[at..at + l.w];
-                    let mut chunks = row.chunks_exact(8);
-                    for ch in &mut chunks {
-                        for i in 0..8 {
-                            let v = ch[i] as f64 - shift;
+            vectorized(
+                isa,
+                #[inline(always)]
+                || {
+                    let (mut s, mut q) = ([0.0f64; 8], [0.0f64; 8]);
+                    for y in 0..l.h {
+                        let at = b.index(c0 + c, z, y, 0);
+                        let row = &data[at..at + l.w];
+                        let mut chunks = row.chunks_exact(8);
+                        for ch in &mut chunks {
+                            for i in 0..8 {
+                                let v = ch[i] as f64 - shift;
+                                s[i] += v;
+                                q[i] += v * v;
+                            }
+                        }
+                        for (i, &x) in chunks.remainder().iter().enumerate() {
+                            let v = x as f64 - shift;
                             s[i] += v;
                             q[i] += v * v;
                         }
                     }
-                    for (i, &x) in chunks.remainder().iter().enumerate() {
-                        let v = x as f64 - shift;
-                        s[i] += v;
-                        q[i] += v * v;
-                    }
-                }
-                (s.iter().sum::<f64>(), q.iter().sum::<f64>())
-            })
+                    (s.iter().sum::<f64>(), q.iter().sum::<f64>())
+                },
+            )
         })
         .collect();
     let n = l.voxels() as f64;
@@ -149,26 +153,30 @@ pub fn instance_norm(
     (0..il.c * il.d).into_par_iter().for_each(|t| {
         let (c, z) = (t / il.d, t % il.d);
         let (scale, shift) = affine[c];
-        vectorized(isa, || {
-            for y in 0..il.h {
-                let si = ib.index(ic0 + c, z, y, 0);
-                let di = ob.index(oc0 + c, z, y, 0);
-                let row = &src[si..si + il.w];
-                // Safety: the output view was checked to have the input's shape, so row
-                // (c, z, y) of its interior lies inside its buffer; each task writes only
-                // its own (channel, plane).
-                let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(di), il.w) };
-                if relu {
-                    for (o, &x) in out.iter_mut().zip(row) {
-                        *o = (x * scale + shift).max(0.0);
-                    }
-                } else {
-                    for (o, &x) in out.iter_mut().zip(row) {
-                        *o = x * scale + shift;
+        vectorized(
+            isa,
+            #[inline(always)]
+            || {
+                for y in 0..il.h {
+                    let si = ib.index(ic0 + c, z, y, 0);
+                    let di = ob.index(oc0 + c, z, y, 0);
+                    let row = &src[si..si + il.w];
+                    // Safety: the output view was checked to have the input's shape, so row
+                    // (c, z, y) of its interior lies inside its buffer; each task writes only
+                    // its own (channel, plane).
+                    let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(di), il.w) };
+                    if relu {
+                        for (o, &x) in out.iter_mut().zip(row) {
+                            *o = (x * scale + shift).max(0.0);
+                        }
+                    } else {
+                        for (o, &x) in out.iter_mut().zip(row) {
+                            *o = x * scale + shift;
+                        }
                     }
                 }
-            }
-        })
+            },
+        )
     });
     Ok(())
 }
