@@ -146,6 +146,7 @@ fn real_case_with_synthetic_weights_keeps_geometry_and_reports_stages() {
         assert!((f64::from(saved[at]) - s[4]).abs() <= 1e-5);
     }
     assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -218,6 +219,7 @@ fn decathlon_4d_input_gives_the_same_network_input_as_named_files() {
         &c,
     );
     assert!(read_npy(&a) != read_npy(&c));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
