@@ -42,7 +42,9 @@ where
         .write(true)
         .create_new(true)
         .open(&tmp)
-        .map_err(|e| WeightError::io(&tmp, "create temporary file", e))?;
+        .map_err(|e| {
+            WeightError::io(target, "create a temporary file in the output's folder", e)
+        })?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let done = body(&mut w)
         .and_then(|()| w.flush())
