@@ -71,8 +71,19 @@ record() {  # record ROUND ENGINE LOGFILE: wrap the log's last line (the JSON) i
   local json
   json="$(tail -n 1 "$3")"
   case "$json" in \{*) ;; *) echo "no JSON from $2 in round $1, see $3" >&2; return 1 ;; esac
-  printf '{"round": %s, "engine": "%s", "result": %s}\n' "$1" "$2" "$json" >> "$D/rounds.jsonl"
+  local proc=null
+  [ -f "$D/r$1-$2.time" ] && proc="$(tail -n 1 "$D/r$1-$2.time")"
+  printf '{"round": %s, "engine": "%s", "result": %s, "process": %s}\n' "$1" "$2" "$json" "$proc" >> "$D/rounds.jsonl"
   "$PY" -c 'import json,sys; r=json.loads(sys.argv[2]); print("   %-12s median %.3f s  min %.3f s  peak RSS %.0f MB" % (sys.argv[1], r["median_s"], r["min_s"], r["peak_rss_bytes"]/1e6))' "$2" "$json"
+}
+
+tm() {  # tm ROUND ENGINE CMD...: run CMD under /usr/bin/time (whole process: user, sys, wall, max RSS)
+  local r="$1" e="$2"; shift 2
+  if [ -x /usr/bin/time ]; then
+    /usr/bin/time -o "$D/r$r-$e.time" -f '{"user_s": %U, "sys_s": %S, "wall_s": %e, "maxrss_kb": %M}' "$@"
+  else
+    "$@"
+  fi
 }
 
 # 2. the timing rounds
@@ -80,14 +91,14 @@ if [ "$BENCH" = 1 ]; then
   up "before round 1"
   for r in $(seq 1 "$ROUNDS"); do
     echo "== round $r/$ROUNDS  ($(uptime | sed 's/.*load average/load average/'))"
-    "$BIN" bench --synthetic --seed "$SEED" --size "$SIZE" --runs "$RUNS" --threads "$THREADS" --json \
+    tm "$r" ours "$BIN" bench --synthetic --seed "$SEED" --size "$SIZE" --runs "$RUNS" --threads "$THREADS" --json \
       > "$D/r$r-ours.log" 2>&1
     record "$r" ours "$D/r$r-ours.log"
-    "$PY" "$HERE/run_peer.py" --engine openvino --size "$SIZE" --seed "$SEED" --runs "$RUNS" \
+    tm "$r" openvino "$PY" "$HERE/run_peer.py" --engine openvino --size "$SIZE" --seed "$SEED" --runs "$RUNS" \
       --threads "$THREADS" --input "$INPUT" --json > "$D/r$r-openvino.log" 2>&1
     record "$r" openvino "$D/r$r-openvino.log"
     if [ "$ORT" = 1 ]; then
-      "$PY" "$HERE/run_peer.py" --engine onnxruntime --size "$SIZE" --seed "$SEED" --runs "$RUNS" \
+      tm "$r" onnxruntime "$PY" "$HERE/run_peer.py" --engine onnxruntime --size "$SIZE" --seed "$SEED" --runs "$RUNS" \
         --threads "$THREADS" --input "$INPUT" --json > "$D/r$r-onnxruntime.log" 2>&1
       record "$r" onnxruntime "$D/r$r-onnxruntime.log"
     fi

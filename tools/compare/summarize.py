@@ -84,6 +84,26 @@ def main():
         if e != "ours":
             p("  ours/%s per round: %s" % (LABEL[e], " ".join(
                 "%.3f" % r for r in summary[e]["ratio_ours_over_it_per_round"])))
+    procs = {e: [r for r in by[e] if r.get("process")] for e in engines}
+    if all(procs[e] for e in engines):
+        p("")
+        p("whole process (/usr/bin/time; load + warm-up + %s timed passes each; medians over "
+          "the rounds):" % (meta.get("runs", "?")))
+        p("%-13s %9s %9s %10s %14s" % ("engine", "cpu s", "wall s", "max RSS", "ours/it cpu"))
+        ours_cpu = {r["round"]: r["process"]["user_s"] + r["process"]["sys_s"]
+                    for r in procs.get("ours", [])}
+        for e in engines:
+            rs = procs[e]
+            cpu = statistics.median(r["process"]["user_s"] + r["process"]["sys_s"] for r in rs)
+            wall = statistics.median(r["process"]["wall_s"] for r in rs)
+            rss = max(r["process"]["maxrss_kb"] for r in rs) * 1024
+            rr = [ours_cpu[r["round"]] / (r["process"]["user_s"] + r["process"]["sys_s"])
+                  for r in rs if r["round"] in ours_cpu]
+            summary[e]["process"] = {"cpu_s": cpu, "wall_s": wall, "maxrss_bytes": rss,
+                                     "ratio_ours_over_it_cpu": statistics.median(rr) if rr else None}
+            p("%-13s %9.2f %9.2f %7.0f MB %14s" % (
+                LABEL[e], cpu, wall, rss / 1e6,
+                "%.3f" % statistics.median(rr) if rr else "-"))
     vers = ", ".join("%s %s" % (LABEL[e], summary[e]["version"]) for e in engines
                      if summary[e]["version"])
     if vers:
