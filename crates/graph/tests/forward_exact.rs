@@ -17,12 +17,17 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-fn fixture(name: &str) -> (Vec<usize>, Vec<f32>) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tools/reference/fixtures")
-        .join(format!("{name}.npy"));
-    let a = read_npy_f32(&path).unwrap_or_else(|e| panic!("{e}"));
+fn committed() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/reference/fixtures")
+}
+
+fn fixture_in(dir: &std::path::Path, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let a = read_npy_f32(&dir.join(format!("{name}.npy"))).unwrap_or_else(|e| panic!("{e}"));
     (a.shape, a.data)
+}
+
+fn fixture(name: &str) -> (Vec<usize>, Vec<f32>) {
+    fixture_in(&committed(), name)
 }
 
 /// Collects named intermediates as dense `[C, D, H, W]` arrays, group slices included.
@@ -99,13 +104,15 @@ fn check_probs(what: &str, got: &[f32], want: &[f32], tol: f64, margin: f64) {
     eprintln!("{what}: max |diff| {diff:.3e}");
 }
 
-#[test]
-fn matches_float64_and_mxnet_at_32_cubed_with_intermediates() {
+/// Runs the model on the fixture input in `dir` (side `side`) and compares intermediates,
+/// the final softmax (against float64 with `tol` and argmax margin `tol`) and MXNet.
+fn check_fixture_set(dir: &std::path::Path, side: usize, tol: f64) {
     let model = synthetic(Isa::active());
-    let x = input();
+    let (shape, x) = fixture_in(dir, "input");
+    assert_eq!(shape, [1, 4, side, side, side]);
     let mut cap = Capture::default();
     let out = model
-        .forward_observed(&x, [32, 32, 32], Some(&mut cap))
+        .forward_observed(&x, [side; 3], Some(&mut cap))
         .unwrap();
 
     // Intermediates first, in network order, so a failure names the first layer that drifted.
@@ -119,7 +126,7 @@ fn matches_float64_and_mxnet_at_32_cubed_with_intermediates() {
         ("net128.rb7", "net128_rb7"),
         ("net128.logits", "net128_logits"),
     ] {
-        let (shape, want) = fixture(fixture_name);
+        let (shape, want) = fixture_in(dir, fixture_name);
         let (c, [d, h, w], got) = cap
             .tensors
             .get(name)
@@ -145,12 +152,37 @@ fn matches_float64_and_mxnet_at_32_cubed_with_intermediates() {
         eprintln!("{name}: max |diff| {worst:.3e}");
     }
 
-    let (_, f64_softmax) = fixture("softmax");
-    check_probs("final softmax vs float64", &out, &f64_softmax, 1e-5, 1e-5);
-    let (_, mx) = fixture("mxnet_softmax");
+    let (_, f64_softmax) = fixture_in(dir, "softmax");
+    check_probs("final softmax vs float64", &out, &f64_softmax, tol, tol);
+    let (_, mx) = fixture_in(dir, "mxnet_softmax");
     let d = max_abs_diff(&out, &mx);
     eprintln!("final softmax vs MXNet: max |diff| {d:.3e}");
     assert!(d <= 5e-3, "vs MXNet: {d:.3e}");
+}
+
+#[test]
+fn matches_float64_and_mxnet_at_32_cubed_with_intermediates() {
+    check_fixture_set(&committed(), 32, 1e-5);
+}
+
+/// The 128³ golden set is 150 MB and made on demand by
+/// `tools/reference/.venv/bin/python tools/reference/make_fixtures.py --size 128` (see
+/// tools/reference/README.md) into `tools/reference/out/128/`, or the folder named by
+/// `BRATS_FIXTURES_128`. Run with `cargo test --release -p brats-graph --test forward_exact -- --ignored`.
+#[test]
+#[ignore = "needs the on-demand 128³ fixtures (tools/reference/README.md)"]
+fn matches_float64_and_mxnet_at_128_cubed() {
+    let dir = std::env::var_os("BRATS_FIXTURES_128")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/reference/out/128")
+        });
+    assert!(
+        dir.join("input.npy").exists(),
+        "no 128³ fixtures in {}",
+        dir.display()
+    );
+    check_fixture_set(&dir, 128, 1e-4);
 }
 
 #[test]
