@@ -151,9 +151,23 @@ pub fn read_nifti(path: &Path) -> Result<NiftiImage> {
         ));
     }
 
+    // Grow the buffer as data arrive (instead of allocating what the header claims), so a
+    // short file with a large header never costs more memory than its actual content.
     let n_bytes = layout.voxels * layout.storage.bytes();
-    let mut raw = vec![0u8; n_bytes];
-    read_fully(path, &mut stream, &mut raw, n_bytes)?;
+    let mut raw = Vec::with_capacity(n_bytes.min(1 << 26));
+    (&mut stream)
+        .take(n_bytes as u64)
+        .read_to_end(&mut raw)
+        .map_err(|e| stream_error(path, &e))?;
+    if raw.len() < n_bytes {
+        return Err(Error::at(
+            path,
+            format!(
+                "truncated: the header promises {n_bytes} bytes of voxels, the file has {}",
+                raw.len()
+            ),
+        ));
+    }
     // Drain the rest so that gzip checks its CRC and length trailer.
     io::copy(&mut stream, &mut io::sink()).map_err(|e| stream_error(path, &e))?;
 
@@ -233,24 +247,6 @@ fn stream_error(path: &Path, e: &io::Error) -> Error {
         }
         _ => Error::at(path, format!("read error: {e}")),
     }
-}
-
-fn read_fully(path: &Path, stream: &mut Stream, buf: &mut [u8], what: usize) -> Result<()> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match stream.read(&mut buf[filled..]) {
-            Ok(0) => {
-                return Err(Error::at(
-                    path,
-                    format!("truncated: expected {what} bytes, found {filled}"),
-                ))
-            }
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(stream_error(path, &e)),
-        }
-    }
-    Ok(())
 }
 
 fn read_checked_header(path: &Path, stream: &mut Stream) -> Result<(NiftiHeader, Layout)> {

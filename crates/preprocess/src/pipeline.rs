@@ -114,7 +114,24 @@ pub struct LabelMap {
     pub classes: Vec<u8>,
 }
 
+impl PrepMeta {
+    /// Check that the metadata describes a real crop: a positive cube side and a
+    /// non-empty brain box inside the volume.
+    pub fn validate(&self) -> Result<()> {
+        let b = &self.brain_box;
+        let inside = (0..3).all(|a| b.start[a] < b.end[a] && b.end[a] <= self.dims[a]);
+        if self.side == 0 || !inside {
+            return Err(Error::msg(format!(
+                "invalid preprocessing metadata: box {:?}..{:?} in a {:?} volume, cube side {}",
+                b.start, b.end, self.dims, self.side
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn check_probabilities(probs: &[f32], meta: &PrepMeta) -> Result<()> {
+    meta.validate()?;
     let expected = CHANNELS * meta.side.pow(3);
     if probs.len() != expected {
         return Err(Error::msg(format!(
@@ -259,5 +276,15 @@ mod tests {
         assert_eq!(labels.classes, vec![0]);
         assert!(postprocess(&[0.25; 3], &meta).is_err());
         assert!(postprocess(&[0.25, f32::NAN, 0.25, 0.25], &meta).is_err());
+        let outside = PrepMeta {
+            brain_box: BrainBox {
+                start: [0, 0, 0],
+                end: [2, 1, 1],
+            },
+            ..meta
+        };
+        assert!(postprocess(&[0.25; 4], &outside).is_err());
+        let no_side = PrepMeta { side: 0, ..meta };
+        assert!(postprocess(&[], &no_side).is_err());
     }
 }

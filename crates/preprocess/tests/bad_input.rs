@@ -302,3 +302,39 @@ fn msd_four_d_file_uses_the_decathlon_order_unless_told_otherwise() {
         "expected a 4D volume with 4 modalities",
     );
 }
+
+/// Seeded xorshift, for reproducible corruption.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn corrupted_headers_and_truncations_never_panic() {
+    let dir = scratch("fuzz");
+    let good = dir.join("good.nii");
+    write_i16(&good, [6, 5, 4], &ball([6, 5, 4], 100));
+    let bytes = std::fs::read(&good).unwrap();
+    let path = dir.join("bad.nii");
+    // Every truncation length.
+    for len in 0..bytes.len() {
+        std::fs::write(&path, &bytes[..len]).unwrap();
+        let e = read_nifti(&path).unwrap_err();
+        assert!(!e.message().contains('\n'));
+    }
+    // Random byte changes in the header: an error or a volume, never a panic.
+    let mut state = 0x2018_u64;
+    for _ in 0..3000 {
+        let mut b = bytes.clone();
+        for _ in 0..1 + next(&mut state) % 4 {
+            let at = (next(&mut state) % 352) as usize;
+            b[at] = next(&mut state) as u8;
+        }
+        std::fs::write(&path, &b).unwrap();
+        if let Err(e) = read_nifti(&path) {
+            assert!(!e.message().contains('\n'), "{e}");
+        }
+    }
+}
