@@ -253,6 +253,43 @@ fn demo_runs_the_phantom_end_to_end() {
             .unwrap()
             .dim
     );
+
+    // The same run in the Decathlon convention: truth edema moves from 2 to 1, and the
+    // prediction uses only 0..=3.
+    let msd_out = dir.join("demo-msd");
+    let o = brats_seg(
+        &dir,
+        &[
+            "demo",
+            "--out",
+            msd_out.to_str().unwrap(),
+            "--side",
+            "32",
+            "--labels",
+            "msd",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let msd_truth = read_nifti(&msd_out.join("phantom/phantom_seg.nii.gz")).unwrap();
+    let count = |d: &[f32], v: f32| d.iter().filter(|&&x| x == v).count();
+    assert_eq!(count(&msd_truth.data, 1.0), count(&truth.data, 2.0));
+    assert_eq!(count(&msd_truth.data, 2.0), count(&truth.data, 1.0));
+    assert_eq!(count(&msd_truth.data, 3.0), count(&truth.data, 4.0));
+    let pred = read_nifti(&msd_out.join("phantom_pred.nii.gz")).unwrap();
+    assert!(pred.data.iter().all(|&v| [0.0, 1.0, 2.0, 3.0].contains(&v)));
+    let o = brats_seg(
+        &dir,
+        &[
+            "demo",
+            "--out",
+            msd_out.to_str().unwrap(),
+            "--labels",
+            "bogus",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("unknown label convention 'bogus'"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
