@@ -375,3 +375,57 @@ fn bad_runs_fail_early_with_one_line() {
     );
     assert!(!dir.join("x.nii.gz").exists());
 }
+
+#[test]
+fn probabilities_file_agrees_with_the_label_map() {
+    let dir = scratch("probs");
+    let (labels_path, probs_path) = (dir.join("l.nii.gz"), dir.join("p.nii.gz"));
+    let case = case_dir();
+    let o = brats_seg(
+        &dir,
+        &[
+            "segment",
+            "--case",
+            case.to_str().unwrap(),
+            "-o",
+            labels_path.to_str().unwrap(),
+            "--probabilities",
+            probs_path.to_str().unwrap(),
+            "--labels",
+            "brats2023",
+            "--synthetic-weights",
+            "--side",
+            "32",
+            "--threads",
+            "1",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let labels = read_nifti(&labels_path).unwrap();
+    let probs = read_nifti(&probs_path).unwrap();
+    assert_eq!(probs.shape, vec![240, 240, 155, 4]);
+    assert_eq!(probs.header.datatype, 16);
+    let n = 240 * 240 * 155;
+    let mut tumour = 0;
+    for at in 0..n {
+        let p = [
+            probs.data[at],
+            probs.data[n + at],
+            probs.data[2 * n + at],
+            probs.data[3 * n + at],
+        ];
+        let mut best = 0;
+        for c in 1..4 {
+            if p[c] > p[best] {
+                best = c;
+            }
+        }
+        // brats2023 writes network classes as they are.
+        assert_eq!(labels.data[at], best as f32, "voxel {at}: {p:?}");
+        tumour += usize::from(best != 0);
+    }
+    assert!(tumour > 0);
+    // Outside the brain box the background probability is 1.
+    assert_eq!(probs.data[0], 1.0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
