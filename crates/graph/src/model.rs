@@ -15,9 +15,8 @@
 //!   by the convs) and `t` (conv1's output): `x += conv2(relu(IN2(conv1(relu(IN1(x))))))`
 //!   is norm x -> p, conv1 p -> t, norm t -> p, conv2 p -> x (accumulated in place). The
 //!   deeper encoder blocks also run group by group, so `p` and `t` hold one group.
-//! - **No concatenation buffers.** A 1x1 conv over `concat(a, b, c)` is the sum of 1x1
-//!   convs over `a`, `b` and `c` with the matching weight columns; the first writes with
-//!   bias, the others accumulate.
+//! - **No concatenation buffers.** The 1x1 convs over `concat(up, skip, cascade)` read
+//!   their input channels part by part (`Conv3d::run_concat`).
 //! - **Only the group-maxed skips are kept** (4x smaller than the encoder outputs), and the
 //!   upsampled tensors borrow `t`, which is free between blocks.
 //!
@@ -86,10 +85,10 @@ struct ResBlock {
     parts: Vec<ResPart>,
 }
 
-/// A 1x1 conv over a concatenation, split by input part.
+/// A 1x1 conv over a concatenation (read part by part, never materialized).
 struct Pointwise {
     name: String,
-    parts: Vec<Conv3d>,
+    conv: Conv3d,
 }
 
 /// One U-Net of the cascade.
@@ -232,38 +231,18 @@ fn pointwise(
     which: Pw,
     name: &str,
     cout: usize,
-    parts: &[usize],
+    cin: usize,
 ) -> Result<Pointwise> {
-    let layer = table::pointwise(net, which);
-    let cin: usize = parts.iter().sum();
-    let (w, b) = (src.tensor(&layer.weight())?, src.tensor(&layer.bias())?);
-    check_len(&layer.weight(), w, cout * cin)?;
-    check_len(&layer.bias(), b, cout)?;
-    let zero = vec![0.0f32; cout];
-    let mut convs = Vec::new();
-    let mut start = 0;
-    for (i, &n) in parts.iter().enumerate() {
-        let cols: Vec<f32> = (0..cout)
-            .flat_map(|co| w[co * cin + start..co * cin + start + n].iter().copied())
-            .collect();
-        let spec = ConvSpec {
-            cin: n,
-            cout,
-            groups: 1,
-            kernel: 1,
-            stride: 1,
-        };
-        convs.push(Conv3d::new(
-            isa,
-            spec,
-            &cols,
-            Some(if i == 0 { b } else { &zero }),
-        )?);
-        start += n;
-    }
+    let spec = ConvSpec {
+        cin,
+        cout,
+        groups: 1,
+        kernel: 1,
+        stride: 1,
+    };
     Ok(Pointwise {
         name: format!("{}.{name}", net.name()),
-        parts: convs,
+        conv: conv_whole(isa, src, &table::pointwise(net, which), spec)?,
     })
 }
 
@@ -292,8 +271,6 @@ impl UNet {
             kernel: 3,
             stride,
         };
-        let with_stack =
-            |a: usize, b: usize, s: usize| if s > 0 { vec![a, b, s] } else { vec![a, b] };
         Ok(UNet {
             net,
             f,
@@ -326,29 +303,13 @@ impl UNet {
             )?,
             rb4: res_block(isa, src, net, Block::Rb4)?,
             up4: deconv(isa, src, net, Up::Up4, 8 * f, 8 * f)?,
-            c0: pointwise(
-                isa,
-                src,
-                net,
-                Pw::C0,
-                "c0",
-                8 * f,
-                &with_stack(8 * f, 4 * f, s0),
-            )?,
+            c0: pointwise(isa, src, net, Pw::C0, "c0", 8 * f, 8 * f + 4 * f + s0)?,
             rb5: res_block(isa, src, net, Block::Rb5)?,
             up3: deconv(isa, src, net, Up::Up3, 8 * f, 4 * f)?,
-            c1: pointwise(
-                isa,
-                src,
-                net,
-                Pw::C1,
-                "c1",
-                4 * f,
-                &with_stack(4 * f, 2 * f, s1),
-            )?,
+            c1: pointwise(isa, src, net, Pw::C1, "c1", 4 * f, 4 * f + 2 * f + s1)?,
             rb6: res_block(isa, src, net, Block::Rb6)?,
             up2: deconv(isa, src, net, Up::Up2, 4 * f, 2 * f)?,
-            c2: pointwise(isa, src, net, Pw::C2, "c2", 2 * f, &[2 * f, f])?,
+            c2: pointwise(isa, src, net, Pw::C2, "c2", 2 * f, 2 * f + f)?,
             rb7: res_block(isa, src, net, Block::Rb7)?,
             fconv3: conv_whole(
                 isa,
@@ -603,14 +564,18 @@ fn run_pointwise(
     inputs: &[View],
     output: &mut ViewMut,
 ) -> Result<()> {
-    for (i, (conv, input)) in pw.parts.iter().zip(inputs).enumerate() {
-        let epi = if i == 0 {
-            Epilogue::Store
-        } else {
-            Epilogue::Accumulate
-        };
-        run_conv(rec, &|| pw.name.clone(), conv, input, output, epi)?;
-    }
+    let ol = output.view_layout();
+    let s = pw.conv.spec();
+    let layouts: Vec<Layout> = inputs.iter().map(|v| v.view_layout()).chain([ol]).collect();
+    let bytes = bytes_of(&layouts) + (s.weight_len() * 4) as u64;
+    rec.layer(
+        &|| pw.name.clone(),
+        LayerKind::Conv1x1,
+        ol,
+        s.flops(ol.voxels()),
+        bytes,
+        || pw.conv.run_concat(inputs, output, Epilogue::Store),
+    )?;
     Ok(())
 }
 
@@ -876,7 +841,7 @@ impl UNet {
                 .map(|p| p.conv1.spec().flops(vox(k)) + p.conv2.spec().flops(vox(k)))
                 .sum::<u64>()
         };
-        let pw = |p: &Pointwise, k: usize| convs(&p.parts, k);
+        let pw = |p: &Pointwise, k: usize| p.conv.spec().flops(vox(k));
         convs(&self.conv1, 0)
             + rb(&self.rb1, 0)
             + convs(&self.pool1, 1)

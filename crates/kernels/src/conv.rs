@@ -197,14 +197,35 @@ impl Conv3d {
     /// Runs the convolution of `input` into `output`. The input needs a halo of at least
     /// 1 for kernel 3; the output may have any halo (its halo is not written).
     pub fn run(&self, input: &View, output: &mut ViewMut, epilogue: Epilogue) -> Result<(), Error> {
+        self.run_concat(std::slice::from_ref(input), output, epilogue)
+    }
+
+    /// Runs the convolution of the channel-wise concatenation of `inputs` (in order)
+    /// into `output`, without materializing the concatenation: the decoder's
+    /// `conv1x1(concat(up, skip, cascade))`. Up to [`MAX_PARTS`] parts, all of the same
+    /// spatial size; a grouped convolution takes exactly one part.
+    pub fn run_concat(
+        &self,
+        inputs: &[View],
+        output: &mut ViewMut,
+        epilogue: Epilogue,
+    ) -> Result<(), Error> {
         let spec = self.spec;
-        let (il, ol) = (input.view_layout(), output.view_layout());
+        let ol = output.view_layout();
         let fail = |m: String| Err(Error::new(format!("conv {spec:?}: {m}")));
-        if il.c != spec.cin {
+        let Some(first) = inputs.first() else {
+            return fail("no input".into());
+        };
+        if inputs.len() > MAX_PARTS || (spec.groups > 1 && inputs.len() > 1) {
             return fail(format!(
-                "input has {} channels, expected {}",
-                il.c, spec.cin
+                "{} input parts given; at most {MAX_PARTS}, and one for a grouped conv",
+                inputs.len()
             ));
+        }
+        let il = first.view_layout();
+        let cin: usize = inputs.iter().map(|v| v.view_layout().c).sum();
+        if cin != spec.cin {
+            return fail(format!("input has {cin} channels, expected {}", spec.cin));
         }
         if ol.c != spec.cout {
             return fail(format!(
@@ -213,11 +234,17 @@ impl Conv3d {
             ));
         }
         let pad = spec.kernel / 2;
-        if il.halo < pad {
-            return fail(format!(
-                "input halo {} is smaller than the padding {pad}",
-                il.halo
-            ));
+        for v in inputs {
+            let l = v.view_layout();
+            if !l.same_spatial(&il) {
+                return fail(format!("input parts differ in size: {il} and {l}"));
+            }
+            if l.halo < pad {
+                return fail(format!(
+                    "input halo {} is smaller than the padding {pad}",
+                    l.halo
+                ));
+            }
         }
         let want = (
             spec.output_size(il.d),
@@ -234,16 +261,34 @@ impl Conv3d {
             return Ok(());
         }
         let (cin_g, cout_g) = (spec.cin / spec.groups, spec.cout / spec.groups);
-        let ib = input.buffer_layout();
+        let mut parts = [Part {
+            input: std::ptr::null(),
+            cs: 0,
+            ps: 0,
+            rs: 0,
+            channels: 0,
+        }; MAX_PARTS];
+        for (part, v) in parts.iter_mut().zip(inputs) {
+            let b = v.buffer_layout();
+            let origin = b.index(v.c0(), 0, 0, 0) - (b.plane_stride() + b.row_stride() + 1) * pad;
+            *part = Part {
+                input: v.data()[origin..].as_ptr(),
+                cs: b.channel_stride(),
+                ps: b.plane_stride(),
+                rs: b.row_stride(),
+                // Channels per group for a grouped conv (one part), the part's own otherwise.
+                channels: if spec.groups > 1 {
+                    cin_g
+                } else {
+                    v.view_layout().c
+                },
+            };
+        }
         let ob = output.buffer_layout();
-        let in_origin =
-            ib.index(input.c0(), 0, 0, 0) - (ib.plane_stride() + ib.row_stride() + 1) * pad;
         let out_origin = ob.index(output.c0(), 0, 0, 0);
         let job = Job {
-            input: input.data()[in_origin..].as_ptr(),
-            in_cs: ib.channel_stride(),
-            in_ps: ib.plane_stride(),
-            in_rs: ib.row_stride(),
+            parts,
+            n_parts: inputs.len(),
             output: SharedMut(output.data_mut()[out_origin..].as_mut_ptr()),
             out_cs: ob.channel_stride(),
             out_ps: ob.plane_stride(),
@@ -292,14 +337,26 @@ impl Conv3d {
     }
 }
 
-/// Everything a task needs, as raw pointers and strides (validated by [`Conv3d::run`]).
-struct Job {
-    /// Input at channel 0 of the view, padded coordinates `(-pad, -pad, -pad)` of the
-    /// interior, i.e. the first tap of output voxel 0.
+/// Input parts of [`Conv3d::run_concat`] at most.
+pub const MAX_PARTS: usize = 3;
+
+/// One input part as a raw pointer and strides.
+#[derive(Clone, Copy)]
+struct Part {
+    /// Channel 0 of the part at padded coordinates `(-pad, -pad, -pad)` of the interior,
+    /// i.e. the first tap of output voxel 0.
     input: *const f32,
-    in_cs: usize,
-    in_ps: usize,
-    in_rs: usize,
+    cs: usize,
+    ps: usize,
+    rs: usize,
+    /// Input channels this part contributes to one group.
+    channels: usize,
+}
+
+/// Everything a task needs, as raw pointers and strides (validated by [`Conv3d::run_concat`]).
+struct Job {
+    parts: [Part; MAX_PARTS],
+    n_parts: usize,
     /// Output at the interior origin of channel 0 of the view.
     output: SharedMut,
     out_cs: usize,
@@ -376,9 +433,12 @@ unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, c
     let g = task.group;
     for zo in task.z_range.0..task.z_range.1 {
         for yo in 0..job.out_h {
-            let in_row = job
-                .input
-                .add(g * job.cin_g * job.in_cs + zo * ST * job.in_ps + yo * ST * job.in_rs);
+            let mut in_rows = [std::ptr::null(); MAX_PARTS];
+            for (row, part) in in_rows.iter_mut().zip(&job.parts[..job.n_parts]) {
+                *row = part
+                    .input
+                    .add(g * job.cin_g * part.cs + zo * ST * part.ps + yo * ST * part.rs);
+            }
             let out_row = job.output.0.add(zo * job.out_ps + yo * job.out_rs);
             let mut x0 = 0;
             while x0 < job.out_w {
@@ -388,7 +448,7 @@ unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, c
                 for ob in task.ob_range.0..task.ob_range.1 {
                     let oc0 = g * job.cout_g + ob * OC;
                     let tile = Tile {
-                        input: in_row.add(x0 * ST),
+                        inputs: in_rows.map(|r| r.wrapping_add(x0 * ST)),
                         output: out_row.add(oc0 * job.out_cs + x0),
                         weights: job.weights.add((g * job.n_ob + ob) * job.cin_g * taps * OC),
                         bias: job.bias.add(oc0),
@@ -408,7 +468,7 @@ unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, c
 }
 
 struct Tile {
-    input: *const f32,
+    inputs: [*const f32; MAX_PARTS],
     output: *mut f32,
     weights: *const f32,
     bias: *const f32,
@@ -434,26 +494,28 @@ unsafe fn tile_kernel<
     let lanes = S::LANES;
     let mut acc = [[s.zero(); NW]; OC];
     let mut w = t.weights;
-    for ci in 0..job.cin_g {
-        let plane = t.input.add(ci * job.in_cs);
-        for kz in 0..K {
-            for ky in 0..K {
-                let row = plane.add(kz * job.in_ps + ky * job.in_rs);
-                for kx in 0..K {
-                    let mut x = [s.zero(); NW];
-                    for (v, xv) in x.iter_mut().enumerate() {
-                        *xv = if ST == 1 {
-                            s.load(row.add(kx + v * lanes))
-                        } else {
-                            s.load_even(row.add(kx + 2 * v * lanes))
-                        };
-                    }
-                    for (o, acc_o) in acc.iter_mut().enumerate() {
-                        for v in 0..NW {
-                            acc_o[v] = s.mul_add_bcast(w.add(o), x[v], acc_o[v]);
+    for (part, &input) in job.parts[..job.n_parts].iter().zip(&t.inputs) {
+        for ci in 0..part.channels {
+            let plane = input.add(ci * part.cs);
+            for kz in 0..K {
+                for ky in 0..K {
+                    let row = plane.add(kz * part.ps + ky * part.rs);
+                    for kx in 0..K {
+                        let mut x = [s.zero(); NW];
+                        for (v, xv) in x.iter_mut().enumerate() {
+                            *xv = if ST == 1 {
+                                s.load(row.add(kx + v * lanes))
+                            } else {
+                                s.load_even(row.add(kx + 2 * v * lanes))
+                            };
                         }
+                        for (o, acc_o) in acc.iter_mut().enumerate() {
+                            for v in 0..NW {
+                                acc_o[v] = s.mul_add_bcast(w.add(o), x[v], acc_o[v]);
+                            }
+                        }
+                        w = w.add(OC);
                     }
-                    w = w.add(OC);
                 }
             }
         }

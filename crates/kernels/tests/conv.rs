@@ -287,3 +287,100 @@ fn bad_arguments_are_errors() {
         .run(&input.view(), &mut out.view_mut(), Epilogue::Store)
         .is_ok());
 }
+
+#[test]
+fn concatenated_inputs_match_one_dense_input() {
+    for isa in isas() {
+        for (k, parts) in [
+            (1usize, vec![16usize, 8]),
+            (1, vec![32, 16, 4]),
+            (3, vec![3, 5]),
+            (1, vec![1, 1, 1]),
+        ] {
+            let cin: usize = parts.iter().sum();
+            let cout = 12;
+            let (d, h, w) = (3, 4, 37);
+            let spec = ConvSpec {
+                cin,
+                cout,
+                groups: 1,
+                kernel: k,
+                stride: 1,
+            };
+            let seed = 700 + cin as u64 + k as u64;
+            let x = random(seed, cin * d * h * w);
+            let weights = random(seed + 1, spec.weight_len());
+            let bias = random(seed + 2, cout);
+            let conv = Conv3d::new(isa, spec, &weights, Some(&bias)).unwrap();
+            // Each part in its own tensor, with different halos and channel offsets.
+            let mut tensors = Vec::new();
+            let mut at = 0;
+            for (i, &c) in parts.iter().enumerate() {
+                let layout = Layout::new(c + i, d, h, w, k / 2 + i % 2);
+                let mut t = Tensor::zeros(layout);
+                let v = d * h * w;
+                t.channels_mut(i, c)
+                    .unwrap()
+                    .copy_from_dense(&x[at * v..(at + c) * v])
+                    .unwrap();
+                tensors.push((t, i, c));
+                at += c;
+            }
+            let views: Vec<_> = tensors
+                .iter()
+                .map(|(t, i, c)| t.channels(*i, *c).unwrap())
+                .collect();
+            let mut out = Tensor::zeros(Layout::new(cout, d, h, w, 0));
+            conv.run_concat(&views, &mut out.view_mut(), Epilogue::Store)
+                .unwrap();
+            let r = reference::conv3d(&x, cin, (d, h, w), &weights, Some(&bias), cout, 1, k, 1);
+            let n = cin * k.pow(3) + 1;
+            assert_close(
+                &format!("{} concat {parts:?} k{k}", isa.name()),
+                &out.to_dense(),
+                &r.value,
+                |i| gamma(n) * r.magnitude[i] + 1e-30,
+            );
+        }
+    }
+    // Grouped convs take one part; parts must agree in size.
+    let isa = Isa::PORTABLE;
+    let grouped = Conv3d::new(
+        isa,
+        ConvSpec {
+            cin: 8,
+            cout: 8,
+            groups: 4,
+            kernel: 1,
+            stride: 1,
+        },
+        &[0.0; 16],
+        None,
+    )
+    .unwrap();
+    let a = Tensor::zeros(Layout::new(4, 2, 2, 2, 0));
+    let mut out = Tensor::zeros(Layout::new(8, 2, 2, 2, 0));
+    assert!(grouped
+        .run_concat(&[a.view(), a.view()], &mut out.view_mut(), Epilogue::Store)
+        .is_err());
+    let plain = Conv3d::new(
+        isa,
+        ConvSpec {
+            cin: 8,
+            cout: 8,
+            groups: 1,
+            kernel: 1,
+            stride: 1,
+        },
+        &[0.0; 64],
+        None,
+    )
+    .unwrap();
+    let b = Tensor::zeros(Layout::new(4, 2, 2, 3, 0));
+    assert!(plain
+        .run_concat(&[a.view(), b.view()], &mut out.view_mut(), Epilogue::Store)
+        .is_err());
+    assert!(plain
+        .run_concat(&[a.view(), a.view()], &mut out.view_mut(), Epilogue::Store)
+        .is_ok());
+}
