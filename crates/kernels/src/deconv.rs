@@ -178,7 +178,6 @@ unsafe fn plane_avx2(job: &Job, z: usize) {
 unsafe fn plane_body<S: Simd, const OC: usize>(s: S, job: &Job, z: usize) {
     let lanes = S::LANES;
     let n_ob = job.cout.div_ceil(OC);
-    let mut inter = [0.0f32; 32];
     for y in 0..job.in_h {
         let in_row = job.input.add(z * job.in_ps + y * job.in_rs);
         let mut x0 = 0;
@@ -208,18 +207,7 @@ unsafe fn plane_body<S: Simd, const OC: usize>(s: S, job: &Job, z: usize) {
                             break;
                         }
                         // Interleave c = 0 and c = 1 into the output row.
-                        let (mut even, mut odd) = ([0.0f32; 16], [0.0f32; 16]);
-                        s.store(even.as_mut_ptr(), acc_o[0]);
-                        s.store(odd.as_mut_ptr(), acc_o[1]);
-                        for i in 0..n {
-                            inter[2 * i] = even[i];
-                            inter[2 * i + 1] = odd[i];
-                        }
-                        std::ptr::copy_nonoverlapping(
-                            inter.as_ptr(),
-                            out_row.add(co * job.out_cs),
-                            2 * n,
-                        );
+                        s.store_interleaved(out_row.add(co * job.out_cs), acc_o[0], acc_o[1], n);
                     }
                 }
             }

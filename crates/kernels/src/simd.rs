@@ -73,6 +73,23 @@ pub(crate) unsafe trait Simd: Copy {
         }
     }
 
+    /// Stores `a[0], b[0], a[1], b[1], ..` for the first `n <= LANES` lanes (`2 n` floats):
+    /// the two output columns of a stride-2 transposed convolution.
+    ///
+    /// # Safety
+    /// `p .. p + 2 n` must be writable.
+    #[inline(always)]
+    unsafe fn store_interleaved(self, p: *mut f32, a: Self::V, b: Self::V, n: usize) {
+        let (mut ea, mut eb, mut out) = ([0.0f32; 16], [0.0f32; 16], [0.0f32; 32]);
+        self.store(ea.as_mut_ptr(), a);
+        self.store(eb.as_mut_ptr(), b);
+        for i in 0..n {
+            out[2 * i] = ea[i];
+            out[2 * i + 1] = eb[i];
+        }
+        std::ptr::copy_nonoverlapping(out.as_ptr(), p, 2 * n);
+    }
+
     /// Loads `n <= LANES` floats from `p`; the other lanes are zero.
     ///
     /// # Safety
@@ -199,6 +216,17 @@ mod x86 {
             _mm256_storeu_ps(p, v)
         }
         #[inline(always)]
+        unsafe fn store_interleaved(self, p: *mut f32, a: __m256, b: __m256, n: usize) {
+            let lo = _mm256_unpacklo_ps(a, b); // a0 b0 a1 b1 | a4 b4 a5 b5
+            let hi = _mm256_unpackhi_ps(a, b); // a2 b2 a3 b3 | a6 b6 a7 b7
+            let first = _mm256_permute2f128_ps::<0x20>(lo, hi);
+            let second = _mm256_permute2f128_ps::<0x31>(lo, hi);
+            self.store_n(p, first, (2 * n).min(8));
+            if n > 4 {
+                self.store_n(p.add(8), second, 2 * n - 8);
+            }
+        }
+        #[inline(always)]
         unsafe fn store_first(self, p: *mut f32, v: __m256, n: usize) {
             let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane);
@@ -249,6 +277,18 @@ mod x86 {
         #[inline(always)]
         unsafe fn store(self, p: *mut f32, v: __m512) {
             _mm512_storeu_ps(p, v)
+        }
+        #[inline(always)]
+        unsafe fn store_interleaved(self, p: *mut f32, a: __m512, b: __m512, n: usize) {
+            let lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            let hi_idx =
+                _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            let first = _mm512_permutex2var_ps(a, lo_idx, b);
+            self.store_n(p, first, (2 * n).min(16));
+            if n > 8 {
+                let second = _mm512_permutex2var_ps(a, hi_idx, b);
+                self.store_n(p.add(16), second, 2 * n - 16);
+            }
         }
         #[inline(always)]
         unsafe fn store_first(self, p: *mut f32, v: __m512, n: usize) {
