@@ -246,3 +246,20 @@ fn label_maps_match_the_scipy_reference() {
         assert_eq!(counts, expected_counts);
     }
 }
+
+#[test]
+fn component_filter_matches_scipy_label_with_full_connectivity() {
+    let reference = json("components.json");
+    let input = read_nifti(&fixtures().join("components_in.nii.gz")).unwrap();
+    let expected = read_nifti(&fixtures().join("components_out.nii.gz")).unwrap();
+    let dims = [input.shape[0], input.shape[1], input.shape[2]];
+    let mut classes: Vec<u8> = input.data.iter().map(|&v| v as u8).collect();
+    let fraction = reference["fraction"].as_f64().unwrap();
+    let report = brats_preprocess::remove_small_components(&mut classes, dims, fraction);
+    let sizes: Vec<usize> = usizes(&reference["sizes"]);
+    assert_eq!(report.sizes, sizes);
+    let kept = reference["kept"].as_u64().unwrap() as usize;
+    assert_eq!(report.sizes.len() - report.removed_components, kept);
+    let ours: Vec<f32> = classes.iter().map(|&c| f32::from(c)).collect();
+    assert!(ours == expected.data, "filtered labels differ from scipy's");
+}
