@@ -26,8 +26,11 @@ pub struct Tap {
 }
 
 /// The taps scipy's order-1 zoom uses along an axis of `n_in` samples resized to `n_out`.
+/// An empty input axis has no taps (the resampled block is then all zeros).
 pub fn axis_taps(n_in: usize, n_out: usize) -> Vec<Tap> {
-    assert!(n_in > 0, "zoom from an empty axis");
+    if n_in == 0 {
+        return Vec::new();
+    }
     // scipy: zoom = (in - 1) / (out - 1), or 1 where out == 1.
     let step = if n_out > 1 {
         (n_in - 1) as f64 / (n_out - 1) as f64
@@ -66,7 +69,9 @@ pub struct Block<'a> {
     pub dims: [usize; 3],
 }
 
-/// Resample `src` to `out_dims`; the result is C-ordered (last axis fastest).
+/// Resample `src` to `out_dims`; the result is C-ordered (last axis fastest). The block
+/// must lie inside `src.data` (callers build it from a checked box). A block with an
+/// empty axis resamples to zeros.
 pub fn zoom_linear(src: Block<'_>, out_dims: [usize; 3]) -> Vec<f32> {
     let taps: [Vec<Tap>; 3] = [
         axis_taps(src.dims[0], out_dims[0]),
@@ -75,7 +80,7 @@ pub fn zoom_linear(src: Block<'_>, out_dims: [usize; 3]) -> Vec<f32> {
     ];
     let plane = out_dims[1] * out_dims[2];
     let mut out = vec![0.0f32; out_dims[0] * plane];
-    if plane == 0 {
+    if plane == 0 || src.dims.contains(&0) {
         return out;
     }
     out.par_chunks_mut(plane)
