@@ -17,7 +17,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 ROUNDS=3 RUNS=3 SIZE=128 THREADS=2 SEED=1
-ORT=1 AGREE=1 BENCH=1 BUILD=1 KEEP=0
+ORT=1 AGREE=1 BENCH=1 BUILD=1 KEEP=0 QUIET=60
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -29,7 +29,8 @@ while [ $# -gt 0 ]; do
     --no-bench) BENCH=0; shift ;;
     --no-build) BUILD=0; shift ;;
     --keep-outputs) KEEP=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; echo "options: --rounds N --runs N --size S --threads T --no-ort --no-agree --no-bench --no-build --keep-outputs"; exit 0 ;;
+    --quiet-wait) QUIET="$2"; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; echo "options: --rounds N --runs N --size S --threads T --no-ort --no-agree --no-bench --no-build --keep-outputs --quiet-wait SECONDS (0: never wait)"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -60,9 +61,9 @@ mkdir -p "$D"
 COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 DIRTY=false
 [ -n "$(cd "$ROOT" && git status --porcelain -- crates src Cargo.toml Cargo.lock 2>/dev/null)" ] && DIRTY=true
-printf '{"started": "%s", "size": %s, "threads": %s, "rounds": %s, "runs": %s, "seed": %s, "commit": "%s", "dirty": %s, "binary_mtime": "%s", "nproc": %s}\n' \
+printf '{"started": "%s", "size": %s, "threads": %s, "rounds": %s, "runs": %s, "seed": %s, "commit": "%s", "dirty": %s, "binary_mtime": "%s", "nproc": %s, "quiet_wait_max_s": %s}\n' \
   "$STAMP" "$SIZE" "$THREADS" "$ROUNDS" "$RUNS" "$SEED" "$COMMIT" "$DIRTY" \
-  "$(date -u -r "$BIN" +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" > "$D/meta.json"
+  "$(date -u -r "$BIN" +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$QUIET" > "$D/meta.json"
 
 up() {  # record the load average
   printf '{"when": "%s", "uptime": "%s"}\n' "$1" "$(uptime | sed 's/^ *//')" >> "$D/uptime.jsonl"
@@ -71,19 +72,41 @@ record() {  # record ROUND ENGINE LOGFILE: wrap the log's last line (the JSON) i
   local json
   json="$(tail -n 1 "$3")"
   case "$json" in \{*) ;; *) echo "no JSON from $2 in round $1, see $3" >&2; return 1 ;; esac
-  local proc=null
+  local proc=null mach=null
   [ -f "$D/r$1-$2.time" ] && proc="$(tail -n 1 "$D/r$1-$2.time")"
-  printf '{"round": %s, "engine": "%s", "result": %s, "process": %s}\n' "$1" "$2" "$json" "$proc" >> "$D/rounds.jsonl"
-  "$PY" -c 'import json,sys; r=json.loads(sys.argv[2]); print("   %-12s median %.3f s  min %.3f s  peak RSS %.0f MB" % (sys.argv[1], r["median_s"], r["min_s"], r["peak_rss_bytes"]/1e6))' "$2" "$json"
+  [ -f "$D/r$1-$2.machine" ] && mach="$(cat "$D/r$1-$2.machine")"
+  printf '{"round": %s, "engine": "%s", "result": %s, "process": %s, "machine": %s}\n' \
+    "$1" "$2" "$json" "$proc" "$mach" >> "$D/rounds.jsonl"
+  "$PY" "$HERE/summarize.py" --line "$2" "$json" "$proc" "$mach"
 }
 
-tm() {  # tm ROUND ENGINE CMD...: run CMD under /usr/bin/time (whole process: user, sys, wall, max RSS)
-  local r="$1" e="$2"; shift 2
+HZ="$(getconf CLK_TCK)"
+NPROC="$(nproc)"
+busy_s() {  # CPU seconds the whole machine has spent busy since boot (all cores, /proc/stat)
+  awk -v hz="$HZ" '/^cpu /{printf "%.2f\n", ($2+$3+$4+$7+$8+$9)/hz; exit}' /proc/stat
+}
+wait_quiet() {  # wait (at most $QUIET s) until the machine was < 15 % busy over 2 s; prints "WAITED FRAC"
+  local t0=$SECONDS b0 b1 frac
+  while :; do
+    b0="$(busy_s)"; sleep 2; b1="$(busy_s)"
+    frac="$(awk -v a="$b0" -v b="$b1" -v n="$NPROC" 'BEGIN{printf "%.3f", (b-a)/(2*n)}')"
+    if awk -v f="$frac" 'BEGIN{exit !(f < 0.15)}' || [ $((SECONDS - t0)) -ge "$QUIET" ]; then break; fi
+  done
+  echo "$((SECONDS - t0)) $frac"
+}
+tm() {  # tm ROUND ENGINE CMD...: run CMD under /usr/bin/time (whole process: user, sys, wall, max RSS),
+        # and the machine's busy CPU seconds over the same span (to tell how much was someone else's)
+  local r="$1" e="$2" q=(0 null) b0 b1; shift 2
+  [ "$QUIET" -gt 0 ] && q=($(wait_quiet))
+  b0="$(busy_s)"
   if [ -x /usr/bin/time ]; then
     /usr/bin/time -o "$D/r$r-$e.time" -f '{"user_s": %U, "sys_s": %S, "wall_s": %e, "maxrss_kb": %M}' "$@"
   else
     "$@"
   fi
+  b1="$(busy_s)"
+  printf '{"machine_busy_s": %s, "nproc": %s, "quiet_waited_s": %s, "busy_frac_before": %s}\n' \
+    "$(awk -v a="$b0" -v b="$b1" 'BEGIN{printf "%.2f", b-a}')" "$NPROC" "${q[0]}" "${q[1]}" > "$D/r$r-$e.machine"
 }
 
 # 2. the timing rounds

@@ -61,14 +61,17 @@ def peak_rss_bytes():
 
 
 class OpenVINORunner:
-    def __init__(self, model_path, threads, x):
+    def __init__(self, model_path, threads, x, extra=None):
         import openvino as ov
         self.version = ov.get_version()
         core = ov.Core()
         cfg = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+        cfg.update(extra or {})
         self.compiled = core.compile_model(model_path, "CPU", cfg)
         keys = ("INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT", "PERFORMANCE_HINT",
-                "NUM_STREAMS")
+                "NUM_STREAMS", "ENABLE_CPU_PINNING", "ENABLE_HYPER_THREADING") + tuple(
+                    k for k in cfg if k not in ("INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT"))
+        keys = tuple(dict.fromkeys(keys))
         self.config = {k: str(self.compiled.get_property(k)).replace("<Type: ", "").strip(">'")
                        for k in keys}
         self.req = self.compiled.create_infer_request()
@@ -82,7 +85,7 @@ class OpenVINORunner:
 
 
 class OrtRunner:
-    def __init__(self, model_path, threads, x):
+    def __init__(self, model_path, threads, x, extra=None):
         import onnxruntime as ort
         self.version = ort.__version__
         so = ort.SessionOptions()
@@ -117,6 +120,9 @@ def main():
     ap.add_argument("--input", default=None, help="f32 .npy [1,4,S,S,S] (default: synth_input, cached)")
     ap.add_argument("--save-output", default=None, help="write the softmax of the last run as .npy")
     ap.add_argument("--json", action="store_true", help="end stdout with one JSON object")
+    ap.add_argument("--ov-config", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra OpenVINO compile property (exploration only; the comparison "
+                         "uses the two defaults above), e.g. ENABLE_CPU_PINNING=NO")
     a = ap.parse_args()
 
     model = a.model
@@ -133,7 +139,10 @@ def main():
         sys.exit("input shape %s does not match --size %d" % (x.shape, a.size))
 
     t0 = time.perf_counter()
-    runner = (OpenVINORunner if a.engine == "openvino" else OrtRunner)(model, a.threads, x)
+    extra = dict(kv.split("=", 1) for kv in a.ov_config)
+    if extra and a.engine != "openvino":
+        sys.exit("--ov-config is for --engine openvino")
+    runner = (OpenVINORunner if a.engine == "openvino" else OrtRunner)(model, a.threads, x, extra)
     load_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -30,7 +30,33 @@ def load_jsonl(path):
     return out
 
 
+def others_share(r):
+    """Fraction of the machine's CPU capacity used by other processes while this
+    invocation ran: (machine busy CPU s - its own CPU s) / (wall s * cores)."""
+    proc, mach = r.get("process"), r.get("machine")
+    if not proc or not mach:
+        return None
+    own = proc["user_s"] + proc["sys_s"]
+    return max(0.0, mach["machine_busy_s"] - own) / (proc["wall_s"] * mach["nproc"])
+
+
+def line(engine, result, proc, mach):
+    """One progress line for compare.sh (arguments are JSON strings or 'null')."""
+    r = json.loads(result)
+    rec = {"process": json.loads(proc), "machine": json.loads(mach)}
+    out = "   %-12s median %.3f s  min %.3f s  peak RSS %.0f MB" % (
+        engine, r["median_s"], r["min_s"], r["peak_rss_bytes"] / 1e6)
+    o = others_share(rec)
+    if o is not None:
+        out += "  | others used %.0f %% of the CPUs meanwhile" % (100 * o)
+        if rec["machine"].get("quiet_waited_s"):
+            out += " (waited %s s for a quiet machine)" % rec["machine"]["quiet_waited_s"]
+    print(out)
+
+
 def main():
+    if sys.argv[1] == "--line":
+        return line(*sys.argv[2:6])
     d = sys.argv[1]
     rounds = load_jsonl(os.path.join(d, "rounds.jsonl"))  # {"round", "engine", "result"}
     by = {}
@@ -84,6 +110,16 @@ def main():
         if e != "ours":
             p("  ours/%s per round: %s" % (LABEL[e], " ".join(
                 "%.3f" % r for r in summary[e]["ratio_ours_over_it_per_round"])))
+    if any(others_share(r) is not None for r in rounds):
+        p("")
+        p("others' share of the CPUs during each invocation (0 = the machine was ours):")
+        for e in engines:
+            p("  %-13s %s" % (LABEL[e], " ".join(
+                "%3.0f%%" % (100 * others_share(r)) if others_share(r) is not None else "  - "
+                for r in by[e])))
+            sh = [others_share(r) for r in by[e] if others_share(r) is not None]
+            if sh:
+                summary[e]["others_share_per_round"] = sh
     procs = {e: [r for r in by[e] if r.get("process")] for e in engines}
     if all(procs[e] for e in engines):
         p("")
