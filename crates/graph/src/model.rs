@@ -31,7 +31,8 @@ use crate::weights::{OpenOptions, WeightFile, WeightSet, WeightSource};
 use crate::workspace::Slot;
 use brats_kernels::conv::{Conv3d, ConvSpec, Epilogue};
 use brats_kernels::deconv::Deconv3d;
-use brats_kernels::{elementwise, norm, Isa, Layout, View, ViewMut};
+use brats_kernels::norm::{self, ChannelStats};
+use brats_kernels::{elementwise, Isa, Layout, View, ViewMut};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -455,25 +456,64 @@ fn run_conv(
     output: &mut ViewMut,
     epi: Epilogue,
 ) -> Result<()> {
+    run_conv_inner(
+        rec,
+        name,
+        conv,
+        std::slice::from_ref(input),
+        output,
+        epi,
+        false,
+    )?;
+    Ok(())
+}
+
+/// Runs a conv that feeds an instance norm: also returns its output's channel statistics
+/// (accumulated in the conv's epilogue).
+fn run_conv_stats(
+    rec: &mut Recorder,
+    name: &dyn Fn() -> String,
+    conv: &Conv3d,
+    inputs: &[View],
+    output: &mut ViewMut,
+) -> Result<Vec<ChannelStats>> {
+    Ok(run_conv_inner(rec, name, conv, inputs, output, Epilogue::Store, true)?.unwrap_or_default())
+}
+
+fn run_conv_inner(
+    rec: &mut Recorder,
+    name: &dyn Fn() -> String,
+    conv: &Conv3d,
+    inputs: &[View],
+    output: &mut ViewMut,
+    epi: Epilogue,
+    stats: bool,
+) -> Result<Option<Vec<ChannelStats>>> {
     let ol = output.view_layout();
     let s = conv.spec();
-    let weights = (s.weight_len() * 4) as u64;
-    let bytes = bytes_of(&[input.view_layout(), ol])
-        + weights
+    let layouts: Vec<Layout> = inputs.iter().map(|v| v.view_layout()).chain([ol]).collect();
+    let bytes = bytes_of(&layouts)
+        + (s.weight_len() * 4) as u64
         + if epi == Epilogue::Accumulate {
             bytes_of(&[ol])
         } else {
             0
         };
-    rec.layer(
+    let r = rec.layer(
         name,
         conv_event(conv),
         ol,
         s.flops(ol.voxels()),
         bytes,
-        || conv.run(input, output, epi),
+        || {
+            if stats {
+                conv.run_concat_with_stats(inputs, output, epi).map(Some)
+            } else {
+                conv.run_concat(inputs, output, epi).map(|()| None)
+            }
+        },
     )?;
-    Ok(())
+    Ok(r)
 }
 
 /// `x += conv2(relu(IN2(conv1(relu(IN1(x))))))` for one part (a group's channels or all).
@@ -482,6 +522,7 @@ fn residual_part(
     name: &str,
     part: &ResPart,
     x: &mut ViewMut,
+    x_stats: &[ChannelStats],
     p: &mut Slot,
     t: &mut Slot,
     isa: Isa,
@@ -495,7 +536,7 @@ fn residual_part(
         norm::instance_norm(
             isa,
             &x.as_view(),
-            None,
+            Some(x_stats),
             &part.norm1.gamma,
             &part.norm1.beta,
             EPS,
@@ -503,20 +544,19 @@ fn residual_part(
             &mut p.get(padded),
         )
     })?;
-    run_conv(
+    let t_stats = run_conv_stats(
         rec,
         &|| format!("{name}.conv1"),
         &part.conv1,
-        &p.view(),
+        &[p.view()],
         &mut t.get(plain),
-        Epilogue::Store,
     )?;
     let n2 = || format!("{name}.norm2");
     rec.layer(&n2, LayerKind::Norm, plain, 0, norm_bytes, || {
         norm::instance_norm(
             isa,
             &t.view(),
-            None,
+            Some(&t_stats),
             &part.norm2.gamma,
             &part.norm2.beta,
             EPS,
@@ -539,6 +579,7 @@ fn residual_block(
     rec: &mut Recorder,
     rb: &ResBlock,
     x: &mut ViewMut,
+    x_stats: &[ChannelStats],
     p: &mut Slot,
     t: &mut Slot,
     isa: Isa,
@@ -550,6 +591,7 @@ fn residual_block(
             &rb.name,
             part,
             &mut x.channels_mut(g * cg, cg)?,
+            &x_stats[g * cg..(g + 1) * cg],
             p,
             t,
             isa,
@@ -558,25 +600,15 @@ fn residual_block(
     Ok(())
 }
 
+/// A decoder 1x1 conv over `concat(inputs)`; its output starts a residual block, so it
+/// returns the output's statistics.
 fn run_pointwise(
     rec: &mut Recorder,
     pw: &Pointwise,
     inputs: &[View],
     output: &mut ViewMut,
-) -> Result<()> {
-    let ol = output.view_layout();
-    let s = pw.conv.spec();
-    let layouts: Vec<Layout> = inputs.iter().map(|v| v.view_layout()).chain([ol]).collect();
-    let bytes = bytes_of(&layouts) + (s.weight_len() * 4) as u64;
-    rec.layer(
-        &|| pw.name.clone(),
-        LayerKind::Conv1x1,
-        ol,
-        s.flops(ol.voxels()),
-        bytes,
-        || pw.conv.run_concat(inputs, output, Epilogue::Store),
-    )?;
-    Ok(())
+) -> Result<Vec<ChannelStats>> {
+    run_conv_stats(rec, &|| pw.name.clone(), &pw.conv, inputs, output)
 }
 
 fn group_max(
@@ -617,15 +649,15 @@ impl UNet {
         let net = self.net.name();
 
         // Encoder level 1, group by group (see the module note).
+        let mut x2_stats = Vec::with_capacity(8 * f);
         for g in 0..GROUPS {
             let mut xg = w.stream.get(lvl(0, f, 1));
-            run_conv(
+            let xg_stats = run_conv_stats(
                 rec,
                 &|| format!("{net}.conv1"),
                 &self.conv1[g],
-                &input.channels(g, 1)?,
+                &[input.channels(g, 1)?],
                 &mut xg,
-                Epilogue::Store,
             )?;
             rec.tensor(&|| format!("{net}.conv1"), g * f, &xg.as_view());
             residual_part(
@@ -633,6 +665,7 @@ impl UNet {
                 &self.rb1.name,
                 &self.rb1.parts[g],
                 &mut xg,
+                &xg_stats,
                 &mut w.p,
                 &mut w.t,
                 isa,
@@ -661,14 +694,13 @@ impl UNet {
                 )?;
             }
             let mut x2 = w.level2.get(lvl(1, 8 * f, 1));
-            run_conv(
+            x2_stats.extend(run_conv_stats(
                 rec,
                 &|| format!("{net}.pool1"),
                 &self.pool1[g],
-                &xv,
+                &[xv],
                 &mut x2.channels_mut(2 * f * g, 2 * f)?,
-                Epilogue::Store,
-            )?;
+            )?);
         }
         rec.tensor(&|| format!("{net}.skip2"), 0, &w.skip2.view());
 
@@ -677,6 +709,7 @@ impl UNet {
             rec,
             &self.rb2,
             &mut w.level2.get(lvl(1, 8 * f, 1)),
+            &x2_stats,
             &mut w.p,
             &mut w.t,
             isa,
@@ -688,18 +721,18 @@ impl UNet {
             &w.level2.view(),
             &mut w.skip1.get(lvl(1, 2 * f, 0)),
         )?;
-        run_conv(
+        let x3_stats = run_conv_stats(
             rec,
             &|| format!("{net}.pool2"),
             &self.pool2,
-            &w.level2.view(),
+            &[w.level2.view()],
             &mut w.level3.get(lvl(2, 16 * f, 1)),
-            Epilogue::Store,
         )?;
         residual_block(
             rec,
             &self.rb3,
             &mut w.level3.get(lvl(2, 16 * f, 1)),
+            &x3_stats,
             &mut w.p,
             &mut w.t,
             isa,
@@ -711,18 +744,18 @@ impl UNet {
             &w.level3.view(),
             &mut w.skip0.get(lvl(2, 4 * f, 0)),
         )?;
-        run_conv(
+        let x4_stats = run_conv_stats(
             rec,
             &|| format!("{net}.pool3"),
             &self.pool3,
-            &w.level3.view(),
+            &[w.level3.view()],
             &mut w.level4.get(lvl(3, 32 * f, 1)),
-            Epilogue::Store,
         )?;
         residual_block(
             rec,
             &self.rb4,
             &mut w.level4.get(lvl(3, 32 * f, 1)),
+            &x4_stats,
             &mut w.p,
             &mut w.t,
             isa,
@@ -762,16 +795,17 @@ impl UNet {
             &w.bottom.view(),
             &mut w.t.get(lvl(2, 8 * f, 0)),
         )?;
-        {
+        let x5_stats = {
             let (u4, skip0) = (w.t.view(), w.skip0.view());
             let mut parts = vec![u4, skip0];
             parts.extend(stack0.copied());
-            run_pointwise(rec, &self.c0, &parts, &mut w.level3.get(lvl(2, 8 * f, 1)))?;
-        }
+            run_pointwise(rec, &self.c0, &parts, &mut w.level3.get(lvl(2, 8 * f, 1)))?
+        };
         residual_block(
             rec,
             &self.rb5,
             &mut w.level3.get(lvl(2, 8 * f, 1)),
+            &x5_stats,
             &mut w.p,
             &mut w.t,
             isa,
@@ -783,15 +817,16 @@ impl UNet {
             &w.level3.view(),
             &mut w.t.get(lvl(1, 4 * f, 0)),
         )?;
-        {
+        let x6_stats = {
             let mut parts = vec![w.t.view(), w.skip1.view()];
             parts.extend(stack1.copied());
-            run_pointwise(rec, &self.c1, &parts, &mut w.level2.get(lvl(1, 4 * f, 1)))?;
-        }
+            run_pointwise(rec, &self.c1, &parts, &mut w.level2.get(lvl(1, 4 * f, 1)))?
+        };
         residual_block(
             rec,
             &self.rb6,
             &mut w.level2.get(lvl(1, 4 * f, 1)),
+            &x6_stats,
             &mut w.p,
             &mut w.t,
             isa,
@@ -804,7 +839,7 @@ impl UNet {
             &mut w.t.get(lvl(0, 2 * f, 0)),
         )?;
         rec.tensor(&|| format!("{net}.up2"), 0, &w.t.view());
-        run_pointwise(
+        let x7_stats = run_pointwise(
             rec,
             &self.c2,
             &[w.t.view(), w.skip2.view()],
@@ -814,6 +849,7 @@ impl UNet {
             rec,
             &self.rb7,
             &mut w.stream.get(lvl(0, 2 * f, 1)),
+            &x7_stats,
             &mut w.p,
             &mut w.t,
             isa,

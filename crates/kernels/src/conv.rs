@@ -29,6 +29,10 @@
 //!   whose per-group weights exceed [`WEIGHTS_INNER_LIMIT`] (the deep, small-volume
 //!   layers of net32) swap the order: a task is one output-channel block, the voxels loop
 //!   inside it, so that block's weights stay in L2 instead of being streamed per row.
+//! - **Statistics in the epilogue.** Every conv whose output feeds an instance norm can
+//!   return the output's per-channel sum and sum of squares, accumulated in f64 from the
+//!   tile registers ([`Conv3d::run_with_stats`]): the separate statistics pass read the
+//!   whole tensor again (about as long as the normalization itself).
 //! - **Threads.** Tasks go to rayon. Every output element is produced by one task with one
 //!   fixed summation order (input channels, then taps), so results are bit-identical for
 //!   any thread count.
@@ -37,6 +41,7 @@
 //! the README and in `benches/layers.rs`.
 
 use crate::isa::Kind;
+use crate::norm::ChannelStats;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{Avx2, Avx512};
 use crate::simd::{Portable, Simd};
@@ -197,7 +202,46 @@ impl Conv3d {
     /// Runs the convolution of `input` into `output`. The input needs a halo of at least
     /// 1 for kernel 3; the output may have any halo (its halo is not written).
     pub fn run(&self, input: &View, output: &mut ViewMut, epilogue: Epilogue) -> Result<(), Error> {
-        self.run_concat(std::slice::from_ref(input), output, epilogue)
+        self.run_inner(std::slice::from_ref(input), output, epilogue, None)
+    }
+
+    /// [`Conv3d::run`], also returning the per-channel mean and population variance of
+    /// what it wrote (the statistics the next instance norm needs), accumulated in f64 in
+    /// the epilogue while the tile is still in registers: no second pass over the output.
+    pub fn run_with_stats(
+        &self,
+        input: &View,
+        output: &mut ViewMut,
+        epilogue: Epilogue,
+    ) -> Result<Vec<ChannelStats>, Error> {
+        self.run_concat_with_stats(std::slice::from_ref(input), output, epilogue)
+    }
+
+    /// [`Conv3d::run_concat`] with the output statistics of [`Conv3d::run_with_stats`].
+    pub fn run_concat_with_stats(
+        &self,
+        inputs: &[View],
+        output: &mut ViewMut,
+        epilogue: Epilogue,
+    ) -> Result<Vec<ChannelStats>, Error> {
+        let ol = output.view_layout();
+        let mut partial = vec![0.0f64; 2 * ol.c * ol.d];
+        self.run_inner(inputs, output, epilogue, Some(&mut partial))?;
+        // Partial sums are per (channel, plane); add the planes in order.
+        let n = ol.voxels() as f64;
+        Ok(partial
+            .chunks_exact(2 * ol.d.max(1))
+            .map(|ch| {
+                let (s, q) = ch
+                    .chunks_exact(2)
+                    .fold((0.0, 0.0), |(s, q), p| (s + p[0], q + p[1]));
+                let mean = s / n;
+                ChannelStats {
+                    mean,
+                    var: (q / n - mean * mean).max(0.0),
+                }
+            })
+            .collect())
     }
 
     /// Runs the convolution of the channel-wise concatenation of `inputs` (in order)
@@ -209,6 +253,18 @@ impl Conv3d {
         inputs: &[View],
         output: &mut ViewMut,
         epilogue: Epilogue,
+    ) -> Result<(), Error> {
+        self.run_inner(inputs, output, epilogue, None)
+    }
+
+    /// `stats`, when given, has two f64 per (output channel, output plane) and receives
+    /// the (sum, sum of squares) of each plane.
+    fn run_inner(
+        &self,
+        inputs: &[View],
+        output: &mut ViewMut,
+        epilogue: Epilogue,
+        stats: Option<&mut [f64]>,
     ) -> Result<(), Error> {
         let spec = self.spec;
         let ol = output.view_layout();
@@ -302,6 +358,11 @@ impl Conv3d {
             weights: self.packed.as_ptr(),
             bias: self.bias.as_ptr(),
             accumulate: epilogue == Epilogue::Accumulate,
+            stats: SharedMut(match stats {
+                Some(st) if st.len() == 2 * ol.c * ol.d => st.as_mut_ptr(),
+                Some(_) => return fail("statistics buffer has the wrong size".into()),
+                None => std::ptr::null_mut(),
+            }),
         };
         let per_group_bytes = cin_g * spec.kernel.pow(3) * job.n_ob * self.oc_block * 4;
         let oc_outer = per_group_bytes > WEIGHTS_INNER_LIMIT;
@@ -371,6 +432,8 @@ struct Job {
     weights: *const f32,
     bias: *const f32,
     accumulate: bool,
+    /// Null, or (sum, sum of squares) per (output channel, output plane).
+    stats: SharedMut<f64>,
 }
 
 // Safety: the raw pointers are only read (input, weights, bias) or written at disjoint
@@ -454,6 +517,11 @@ unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, c
                         bias: job.bias.add(oc0),
                         valid_oc: (job.cout_g - ob * OC).min(OC),
                         last_lanes: last,
+                        stats: if job.stats.get().is_null() {
+                            std::ptr::null_mut()
+                        } else {
+                            job.stats.get().add(2 * (oc0 * job.out_d + zo))
+                        },
                     };
                     match nv {
                         1 => tile_kernel::<S, OC, 1, K, ST>(s, job, &tile),
@@ -474,6 +542,9 @@ struct Tile {
     bias: *const f32,
     valid_oc: usize,
     last_lanes: usize,
+    /// Null, or the statistics of output channel 0 of the tile at its plane; channel `o`
+    /// is `2 * o * out_d` further.
+    stats: *mut f64,
 }
 
 /// The register tile: `OC` output channels x `NW` vectors of one output row, summed over
@@ -526,6 +597,7 @@ unsafe fn tile_kernel<
         }
         let b = s.splat(*t.bias.add(o));
         let out = t.output.add(o * job.out_cs);
+        let mut st = s.stats_zero();
         for (v, &a) in acc_o.iter().enumerate() {
             let n = if v == NW - 1 { t.last_lanes } else { lanes };
             let p = out.add(v * lanes);
@@ -534,6 +606,15 @@ unsafe fn tile_kernel<
                 r = s.add(r, s.load_n(p, n));
             }
             s.store_n(p, r, n);
+            if !t.stats.is_null() {
+                st = s.stats_add(st, r, n);
+            }
+        }
+        if !t.stats.is_null() {
+            let (sum, sq) = s.stats_reduce(st);
+            let at = t.stats.add(2 * o * job.out_d);
+            *at += sum;
+            *at.add(1) += sq;
         }
     }
 }

@@ -10,6 +10,10 @@
 //! independent f64 lanes (which the compiler vectorizes), and the per-plane partial sums
 //! are added in plane order, so the result does not depend on the thread count.
 //!
+//! In the network the statistics usually come from the producing convolution instead
+//! (`Conv3d::run_with_stats` sums each output tile in f64 while it is still in registers),
+//! which saves a full read of the tensor; [`channel_stats`] is the stand-alone version.
+//!
 //! The normalization itself is one pass: `y = max(0, x * scale + shift)` with
 //! `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale` computed in f64
 //! and rounded once; it reads a halo-free conv output and writes straight into the

@@ -18,6 +18,8 @@
 /// to be readable/writable.
 pub(crate) unsafe trait Simd: Copy {
     type V: Copy;
+    /// f64 accumulators of the conv epilogue's statistics: (sum, sum of squares).
+    type Stats: Copy;
     /// f32 lanes per vector.
     const LANES: usize;
 
@@ -26,6 +28,13 @@ pub(crate) unsafe trait Simd: Copy {
     /// `a * b + c`, fused where the ISA has FMA.
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
+
+    /// Zero statistics accumulators.
+    fn stats_zero(self) -> Self::Stats;
+    /// Adds the first `n <= LANES` lanes of `v` and their squares, in f64.
+    fn stats_add(self, acc: Self::Stats, v: Self::V, n: usize) -> Self::Stats;
+    /// `(sum, sum of squares)` of everything added.
+    fn stats_reduce(self, acc: Self::Stats) -> (f64, f64);
 
     /// Loads `LANES` floats from `p`.
     ///
@@ -114,7 +123,26 @@ pub(crate) struct Portable;
 // Safety: plain safe Rust; the pointer methods document their own requirements.
 unsafe impl Simd for Portable {
     type V = wide::f32x8;
+    type Stats = ([f64; 8], [f64; 8]);
     const LANES: usize = 8;
+
+    #[inline(always)]
+    fn stats_zero(self) -> Self::Stats {
+        ([0.0; 8], [0.0; 8])
+    }
+    #[inline(always)]
+    fn stats_add(self, (mut s, mut q): Self::Stats, v: Self::V, n: usize) -> Self::Stats {
+        for (i, &x) in v.to_array().iter().enumerate().take(n) {
+            let x = x as f64;
+            s[i] += x;
+            q[i] += x * x;
+        }
+        (s, q)
+    }
+    #[inline(always)]
+    fn stats_reduce(self, (s, q): Self::Stats) -> (f64, f64) {
+        (s.iter().sum(), q.iter().sum())
+    }
 
     #[inline(always)]
     fn zero(self) -> Self::V {
@@ -174,7 +202,39 @@ mod x86 {
     // Safety: only constructed by dispatchers holding an `Isa` that proved AVX2 and FMA.
     unsafe impl Simd for Avx2 {
         type V = __m256;
+        type Stats = (__m256d, __m256d);
         const LANES: usize = 8;
+
+        #[inline(always)]
+        fn stats_zero(self) -> Self::Stats {
+            // Safety: AVX is present (see the impl's contract).
+            unsafe { (_mm256_setzero_pd(), _mm256_setzero_pd()) }
+        }
+        #[inline(always)]
+        fn stats_add(self, (s, q): Self::Stats, v: __m256, n: usize) -> Self::Stats {
+            // Safety: AVX2 and FMA are present.
+            unsafe {
+                let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                let keep =
+                    _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane));
+                let v = _mm256_and_ps(v, keep);
+                let lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+                let hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v));
+                let s = _mm256_add_pd(_mm256_add_pd(s, lo), hi);
+                let q = _mm256_fmadd_pd(hi, hi, _mm256_fmadd_pd(lo, lo, q));
+                (s, q)
+            }
+        }
+        #[inline(always)]
+        fn stats_reduce(self, (s, q): Self::Stats) -> (f64, f64) {
+            let (mut a, mut b) = ([0.0f64; 4], [0.0f64; 4]);
+            // Safety: AVX is present; the arrays hold 4 doubles.
+            unsafe {
+                _mm256_storeu_pd(a.as_mut_ptr(), s);
+                _mm256_storeu_pd(b.as_mut_ptr(), q);
+            }
+            ((a[0] + a[1]) + (a[2] + a[3]), (b[0] + b[1]) + (b[2] + b[3]))
+        }
 
         #[inline(always)]
         fn zero(self) -> __m256 {
@@ -241,7 +301,33 @@ mod x86 {
     // Safety: only constructed by dispatchers holding an `Isa` that proved AVX-512F.
     unsafe impl Simd for Avx512 {
         type V = __m512;
+        type Stats = (__m512d, __m512d);
         const LANES: usize = 16;
+
+        #[inline(always)]
+        fn stats_zero(self) -> Self::Stats {
+            // Safety: AVX-512F is present (see the impl's contract).
+            unsafe { (_mm512_setzero_pd(), _mm512_setzero_pd()) }
+        }
+        #[inline(always)]
+        fn stats_add(self, (s, q): Self::Stats, v: __m512, n: usize) -> Self::Stats {
+            // Safety: as above.
+            unsafe {
+                let v = _mm512_maskz_mov_ps(((1u32 << n) - 1) as __mmask16, v);
+                let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+                let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+                    _mm512_castps_pd(v),
+                )));
+                let s = _mm512_add_pd(_mm512_add_pd(s, lo), hi);
+                let q = _mm512_fmadd_pd(hi, hi, _mm512_fmadd_pd(lo, lo, q));
+                (s, q)
+            }
+        }
+        #[inline(always)]
+        fn stats_reduce(self, (s, q): Self::Stats) -> (f64, f64) {
+            // Safety: as above.
+            unsafe { (_mm512_reduce_add_pd(s), _mm512_reduce_add_pd(q)) }
+        }
 
         #[inline(always)]
         fn zero(self) -> __m512 {

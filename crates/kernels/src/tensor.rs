@@ -331,18 +331,23 @@ impl<'a> ViewMut<'a> {
 
 /// A raw pointer that rayon tasks may share. Every kernel that uses it documents why
 /// the tasks write disjoint elements.
-#[derive(Clone, Copy)]
-pub(crate) struct SharedMut(pub *mut f32);
+pub(crate) struct SharedMut<T = f32>(pub *mut T);
+impl<T> Clone for SharedMut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedMut<T> {}
 // Safety: only used to let parallel tasks write disjoint parts of one buffer; each use
 // site proves disjointness.
-unsafe impl Send for SharedMut {}
+unsafe impl<T> Send for SharedMut<T> {}
 // Safety: as above.
-unsafe impl Sync for SharedMut {}
+unsafe impl<T> Sync for SharedMut<T> {}
 
-impl SharedMut {
+impl<T> SharedMut<T> {
     /// The pointer. (A method, so closures capture the `Sync` wrapper, not the field.)
     #[inline(always)]
-    pub(crate) fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut T {
         self.0
     }
 }

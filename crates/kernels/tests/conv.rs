@@ -58,12 +58,14 @@ fn check(isa: Isa, case: Case, seed: u64, epilogue: Epilogue) -> Vec<f32> {
     // concatenation and for the next conv's padded input.
     let before = random(seed + 3, (spec.cout + 3) * od * oh * ow);
     let mut out = Tensor::from_dense(Layout::new(spec.cout + 3, od, oh, ow, 1), &before).unwrap();
-    conv.run(
-        &input.view(),
-        &mut out.channels_mut(2, spec.cout).unwrap(),
-        epilogue,
-    )
-    .unwrap();
+    // Every case also checks the statistics the epilogue accumulates for the next norm.
+    let stats = conv
+        .run_with_stats(
+            &input.view(),
+            &mut out.channels_mut(2, spec.cout).unwrap(),
+            epilogue,
+        )
+        .unwrap();
     let r = reference::conv3d(
         &x,
         spec.cin,
@@ -99,6 +101,23 @@ fn check(isa: Isa, case: Case, seed: u64, epilogue: Epilogue) -> Vec<f32> {
     assert_close(&what, got, &want, |i| {
         gamma(n) * magnitude[i] + U * want[i].abs() + 1e-30
     });
+    for (c, (st, (mean, var))) in stats
+        .iter()
+        .zip(reference::channel_stats(got, spec.cout))
+        .enumerate()
+    {
+        let scale = mean.abs() + var.sqrt() + 1e-30;
+        assert!(
+            (st.mean - mean).abs() <= 1e-12 * scale,
+            "{what}: channel {c} mean {} vs {mean}",
+            st.mean
+        );
+        assert!(
+            (st.var - var).abs() <= 1e-9 * scale * scale,
+            "{what}: channel {c} var {} vs {var}",
+            st.var
+        );
+    }
     // Channels outside the view are untouched.
     assert_eq!(
         &all[..2 * plane],
