@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use brats_graph::{LayerEvent, Model, Observer};
-use brats_preprocess::npy::write_npy_f32;
+use brats_graph::weights::npy::write_npy_f32;
 use brats_preprocess::overlay::write_overlay;
 use brats_preprocess::{
     average, flip_h, postprocess, preprocess_to, probabilities_in_grid, remove_small_components,

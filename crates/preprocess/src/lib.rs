@@ -29,7 +29,6 @@ pub mod labels;
 pub mod nifti_read;
 pub mod nifti_write;
 pub mod normalize;
-pub mod npy;
 pub mod overlay;
 pub mod phantom;
 pub mod pipeline;
