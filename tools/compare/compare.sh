@@ -58,12 +58,18 @@ INPUT="$("$PY" -c "import sys; sys.path.insert(0, '$HERE'); import run_peer; pri
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 D="$HERE/out/session-$STAMP"
 mkdir -p "$D"
+# Snapshot the binary: others rebuild target/release in the same tree, and a session
+# must time one build throughout (a rebuild mid-session once changed our figures).
+cp "$BIN" "$D/brats-seg"
+BIN_MTIME="$(date -u -r "$BIN" +%Y-%m-%dT%H:%M:%SZ)"
+BIN="$D/brats-seg"
+BIN_SHA="$(sha256sum "$BIN" | cut -c1-16)"
 COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 DIRTY=false
 [ -n "$(cd "$ROOT" && git status --porcelain -- crates src Cargo.toml Cargo.lock 2>/dev/null)" ] && DIRTY=true
-printf '{"started": "%s", "size": %s, "threads": %s, "rounds": %s, "runs": %s, "seed": %s, "commit": "%s", "dirty": %s, "binary_mtime": "%s", "nproc": %s, "quiet_wait_max_s": %s}\n' \
+printf '{"started": "%s", "size": %s, "threads": %s, "rounds": %s, "runs": %s, "seed": %s, "commit": "%s", "dirty": %s, "binary_mtime": "%s", "binary_sha256_16": "%s", "nproc": %s, "quiet_wait_max_s": %s}\n' \
   "$STAMP" "$SIZE" "$THREADS" "$ROUNDS" "$RUNS" "$SEED" "$COMMIT" "$DIRTY" \
-  "$(date -u -r "$BIN" +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$QUIET" > "$D/meta.json"
+  "$BIN_MTIME" "$BIN_SHA" "$(nproc)" "$QUIET" > "$D/meta.json"
 
 up() {  # record the load average
   printf '{"when": "%s", "uptime": "%s"}\n' "$1" "$(uptime | sed 's/^ *//')" >> "$D/uptime.jsonl"
@@ -158,6 +164,7 @@ if [ "$AGREE" = 1 ]; then
   done
   [ "$KEEP" = 1 ] || rm -f "$D"/out-*.npy
 fi
+[ "$KEEP" = 1 ] || rm -f "$D/brats-seg"
 up "end"
 
 echo

@@ -69,9 +69,11 @@ def main():
     lines = []
     p = lines.append
     if meta:
-        p("session %s  size %s^3  threads %s  rounds %s x runs %s  (commit %s%s)" % (
+        p("session %s  size %s^3  threads %s  rounds %s x runs %s  (commit %s%s; binary built %s%s)" % (
             meta.get("started"), meta.get("size"), meta.get("threads"), meta.get("rounds"),
-            meta.get("runs"), meta.get("commit"), ", tree dirty" if meta.get("dirty") else ""))
+            meta.get("runs"), meta.get("commit"), ", tree dirty" if meta.get("dirty") else "",
+            meta.get("binary_mtime"),
+            ", sha256 " + meta["binary_sha256_16"] if meta.get("binary_sha256_16") else ""))
     for u in load_jsonl(os.path.join(d, "uptime.jsonl")):
         p("  uptime %-28s %s" % (u["when"], u["uptime"]))
     p("")
