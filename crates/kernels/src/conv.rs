@@ -580,9 +580,13 @@ unsafe fn tile_kernel<
                                 s.load_even(row.add(kx + 2 * v * lanes))
                             };
                         }
+                        // One broadcast per weight, reused by the NW vectors: a
+                        // broadcast memory operand on every FMA would cost one load
+                        // per FMA, more than the load ports sustain (module note).
                         for (o, acc_o) in acc.iter_mut().enumerate() {
+                            let wv = s.splat(*w.add(o));
                             for v in 0..NW {
-                                acc_o[v] = s.mul_add_bcast(w.add(o), x[v], acc_o[v]);
+                                acc_o[v] = s.mul_add(wv, x[v], acc_o[v]);
                             }
                         }
                         w = w.add(OC);
@@ -591,6 +595,12 @@ unsafe fn tile_kernel<
             }
         }
     }
+    // The epilogue walks the channels with a runtime bound (`valid_oc`), which indexes the
+    // accumulator array dynamically; if the compiler sees that, it keeps the whole array
+    // in memory and the inner loop stores every accumulator after every FMA (seen in the
+    // disassembly: about one stack store per FMA). Handing the finished array through
+    // `black_box` gives the epilogue its own copy, so `acc` above stays in registers.
+    let acc = std::hint::black_box(acc);
     for (o, acc_o) in acc.iter().enumerate() {
         if o >= t.valid_oc {
             break;
