@@ -39,8 +39,22 @@
 //!   fixed summation order (input channels, then taps), so results are bit-identical for
 //!   any thread count.
 //!
-//! The measured rates that decided these choices are in the crate's BENCHMARKS section of
-//! the README and in `benches/layers.rs`.
+//! # Measurements that shaped it (this machine: 2 cores, AVX-512 with two FMA ports per
+//! core, measured FMA peak 164 GFLOP/s per core, 327 on both; criterion medians of
+//! `cargo bench -p brats-kernels`, machine load 1-2)
+//!
+//! | change | rb1 conv 2t | rb7 conv 2t |
+//! |---|---|---|
+//! | first version (broadcast memory operand on every FMA) | 115 | 116 |
+//! | + statistics epilogue: accumulators spilled, one stack store per FMA | ~60 (profile) | ~60 |
+//! | accumulators back in registers, one broadcast per weight and tap | 198 | 194 |
+//! | columns outer, rows inner (L1 reuse of 6 of 9 input rows) | 213 | 256 |
+//!
+//! One-thread rates are 110-140 GFLOP/s (66-85 % of the core's peak). What is left is
+//! load-port pressure (per tap: `NW` unaligned input loads, two thirds of them split across
+//! cache lines, plus `OC` broadcasts for `OC * NW` FMAs) and L2 traffic for the input rows
+//! of a new column. `tools/check_conv_asm.sh` checks the generated code for accumulator
+//! spills; the spill above cost half the speed without failing any test.
 
 use crate::isa::Kind;
 use crate::norm::ChannelStats;
