@@ -17,7 +17,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 ROUNDS=3 RUNS=3 SIZE=128 THREADS=2 SEED=1
-ORT=1 AGREE=1 BENCH=1 BUILD=1 KEEP=0 QUIET=60
+ORT=1 AGREE=1 BENCH=1 BUILD=1 KEEP=0 QUIET=60 QUIET_ROUNDS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -30,7 +30,8 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --keep-outputs) KEEP=1; shift ;;
     --quiet-wait) QUIET="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; echo "options: --rounds N --runs N --size S --threads T --no-ort --no-agree --no-bench --no-build --keep-outputs --quiet-wait SECONDS (0: never wait)"; exit 0 ;;
+    --quiet-rounds) QUIET_ROUNDS="$2"; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; echo "options: --rounds N --runs N --size S --threads T --no-ort --no-agree --no-bench --no-build --keep-outputs --quiet-wait SECONDS (0: never wait) --quiet-rounds N (stop once N rounds were quiet for every engine; --rounds is then the upper bound)"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -132,6 +133,12 @@ if [ "$BENCH" = 1 ]; then
       record "$r" onnxruntime "$D/r$r-onnxruntime.log"
     fi
     up "after round $r"
+    if [ "$QUIET_ROUNDS" -gt 0 ]; then
+      if "$PY" "$HERE/summarize.py" --round-quiet "$D" "$r"; then
+        NQ=$((${NQ:-0} + 1)); echo "   (round $r was quiet for every engine: $NQ of $QUIET_ROUNDS)"
+      fi
+      [ "${NQ:-0}" -ge "$QUIET_ROUNDS" ] && break
+    fi
   done
 fi
 

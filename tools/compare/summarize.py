@@ -16,6 +16,7 @@ import statistics
 import sys
 
 ORDER = ["ours", "openvino", "onnxruntime"]
+QUIET_SHARE = 0.05  # an invocation counts as quiet when others used < 5 % of the CPUs
 LABEL = {"ours": "brats-seg", "openvino": "OpenVINO", "onnxruntime": "ONNX Runtime"}
 
 
@@ -57,6 +58,12 @@ def line(engine, result, proc, mach):
 def main():
     if sys.argv[1] == "--line":
         return line(*sys.argv[2:6])
+    if sys.argv[1] == "--round-quiet":  # exit 0 when every invocation of that round was quiet
+        rs = [r for r in load_jsonl(os.path.join(sys.argv[2], "rounds.jsonl"))
+              if r["round"] == int(sys.argv[3])]
+        ok = bool(rs) and all(others_share(r) is not None and others_share(r) < QUIET_SHARE
+                              for r in rs)
+        sys.exit(0 if ok else 1)
     d = sys.argv[1]
     rounds = load_jsonl(os.path.join(d, "rounds.jsonl"))  # {"round", "engine", "result"}
     by = {}
@@ -122,6 +129,33 @@ def main():
             sh = [others_share(r) for r in by[e] if others_share(r) is not None]
             if sh:
                 summary[e]["others_share_per_round"] = sh
+        quiet = {e: [r for r in by[e] if others_share(r) is not None
+                     and others_share(r) < QUIET_SHARE] for e in engines}
+        p("")
+        p("quiet invocations only (others' share < %.0f %%): the figures to quote on a shared "
+          "machine" % (100 * QUIET_SHARE))
+        p("%-13s %7s %9s %9s %9s  %s" % ("engine", "n inv", "median s", "min s", "ours/it",
+                                          "rounds where both were quiet: ours/it"))
+        qt = {e: [t for r in quiet[e] for t in (r["result"].get("times_s")
+                                                 or [r["result"]["median_s"]])] for e in engines}
+        for e in engines:
+            if not qt[e]:
+                p("%-13s %7d %9s %9s %9s" % (LABEL[e], 0, "-", "-", "-"))
+                continue
+            med = statistics.median(qt[e])
+            both = []
+            if e != "ours":
+                oq = {r["round"]: r["result"]["median_s"] for r in quiet.get("ours", [])}
+                both = [oq[r["round"]] / r["result"]["median_s"] for r in quiet[e]
+                        if r["round"] in oq]
+            ratio = (statistics.median(qt["ours"]) / med) if qt.get("ours") else None
+            summary[e]["quiet"] = {"invocations": len(quiet[e]), "median_s": med,
+                                   "min_s": min(qt[e]), "ratio_ours_over_it": ratio,
+                                   "ratio_ours_over_it_rounds_both_quiet": both}
+            p("%-13s %7d %9.3f %9.3f %9s  %s" % (
+                LABEL[e], len(quiet[e]), med, min(qt[e]),
+                "%.3f" % ratio if ratio is not None else "-",
+                " ".join("%.3f" % x for x in both) if e != "ours" else ""))
     procs = {e: [r for r in by[e] if r.get("process")] for e in engines}
     if all(procs[e] for e in engines):
         p("")
