@@ -39,6 +39,8 @@ OPSET = 17
 EPS = 1e-3  # MXNet InstanceNorm default (MODEL.md)
 INPUT_NAME = "data_crop"
 OUTPUT_NAME = "softmax"
+TAP_KEYS = ["net32_softmax", "net64_softmax", "net128_conv1", "net128_rb1", "net128_rb1_gmax",
+            "net128_up2", "net128_rb7", "net128_logits"]
 
 
 def default_path(size, seed):
@@ -70,6 +72,7 @@ class Builder:
         self.inits = {}
         self.used = set()
         self.n = 0
+        self.taps = {}  # fixture key (tools/reference manifest) -> tensor name
 
     def tmp(self, hint):
         self.n += 1
@@ -155,10 +158,15 @@ class Builder:
         skip2 = self.gmax(rb1, 4 * f, net + "rb1")
         rb7 = self.rb(self.conv(self.concat([up2, skip2], net + "cat2"), pw(2), 1),
                       net, "rb7", 1)
-        return self.conv(rb7, pw(3), 1)
+        logits = self.conv(rb7, pw(3), 1)
+        self.taps.update({net + "_conv1": c1, net + "_rb1": rb1, net + "_rb1_gmax": skip2,
+                          net + "_up2": up2, net + "_rb7": rb7, net + "_logits": logits})
+        return logits
 
 
-def build_model(size, seed=1):
+def build_model(size, seed=1, taps=False):
+    """taps=True adds the reference fixtures' intermediates as extra graph outputs
+    (net32_softmax, net64_softmax, net128_conv1 ... net128_logits), for probe_taps.py."""
     if size % 32:
         raise SystemExit("size must be a multiple of 32, got %d" % size)
     table, weights = synth_weights(seed)
@@ -167,6 +175,7 @@ def build_model(size, seed=1):
     d32 = b.node("AveragePool", [INPUT_NAME], "avgpool4", kernel_shape=[4] * 3, strides=[4] * 3)
     sm32 = b.softmax(b.unet(d32, "net32"), "softmax_lbl32")
     sm64 = b.softmax(b.unet(d64, "net64", stack1=sm32), "softmax_lbl64")
+    b.taps.update({"net32_softmax": sm32, "net64_softmax": sm64})
     logits = b.unet(INPUT_NAME, "net128", stack0=sm32, stack1=sm64)
     b.nodes.append(helper.make_node("Softmax", [logits], [OUTPUT_NAME], name=OUTPUT_NAME, axis=1))
 
@@ -175,11 +184,19 @@ def build_model(size, seed=1):
         raise SystemExit("graph does not use every parameter: missing %s" % missing)
 
     shape = [1, 4, size, size, size]
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, shape)]
+    if taps:
+        ch = {"net32_softmax": (4, 4), "net64_softmax": (4, 2), "net128_conv1": (4 * F, 1),
+              "net128_rb1": (4 * F, 1), "net128_rb1_gmax": (F, 1), "net128_up2": (2 * F, 1),
+              "net128_rb7": (2 * F, 1), "net128_logits": (4, 1)}
+        for k in TAP_KEYS:
+            c, div = ch[k]
+            outputs.append(helper.make_tensor_value_info(
+                b.taps[k], TensorProto.FLOAT, [1, c] + [size // div] * 3))
     graph = helper.make_graph(
         b.nodes, "brain_tumor_segmentation_0001_synthetic_seed%d" % seed,
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, shape)],
-        initializer=list(b.inits.values()))
+        outputs, initializer=list(b.inits.values()))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="brats-seg tools/compare")
     model.ir_version = 8
