@@ -10,8 +10,7 @@ use brats_preprocess::phantom::phantom;
 use brats_preprocess::{Case, LabelConvention};
 
 use super::segment::{
-    check_outputs, choose_weights, load_model, run_pipeline, set_threads, warn_synthetic, Stages,
-    WeightChoice,
+    check_outputs, choose_weights, load_model, run_pipeline, warn_synthetic, Stages, WeightChoice,
 };
 
 /// Arguments of `brats-seg demo`.
@@ -29,7 +28,7 @@ pub struct DemoArgs {
 
 /// Run `brats-seg demo`.
 pub fn run(args: &DemoArgs) -> Result<(), String> {
-    set_threads(args.pipeline.threads)?;
+    super::run::init_threads(args.pipeline.threads)?;
     let convention = LabelConvention::parse(&args.pipeline.labels).map_err(|e| e.to_string())?;
     let case_dir = args.out.join("phantom");
     std::fs::create_dir_all(&case_dir)

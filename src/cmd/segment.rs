@@ -9,8 +9,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use brats_graph::{LayerEvent, Model, Observer};
 use brats_graph::weights::npy::write_npy_f32;
+use brats_graph::{LayerEvent, Model, Observer};
 use brats_preprocess::overlay::write_overlay;
 use brats_preprocess::{
     average, flip_h, postprocess, preprocess_to, probabilities_in_grid, remove_small_components,
@@ -255,20 +255,6 @@ pub fn check_writable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Apply `--threads` (once per process).
-pub fn set_threads(threads: Option<usize>) -> Result<(), String> {
-    if let Some(n) = threads {
-        if n == 0 {
-            return Err("--threads must be at least 1".into());
-        }
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .map_err(|e| format!("--threads: {e}"))?;
-    }
-    Ok(())
-}
-
 /// A text progress bar fed by the forward pass's per-layer FLOPs.
 struct Progress {
     total: u64,
@@ -426,7 +412,7 @@ pub fn check_outputs(out: &Path, args: &PipelineArgs) -> Result<(), String> {
 
 /// Run `brats-seg segment`.
 pub fn run(args: &SegmentArgs) -> Result<(), String> {
-    set_threads(args.pipeline.threads)?;
+    super::run::init_threads(args.pipeline.threads)?;
     LabelConvention::parse(&args.pipeline.labels).map_err(|e| e.to_string())?;
     check_outputs(&args.out, &args.pipeline)?;
     let choice = choose_weights(&args.pipeline, false)?;

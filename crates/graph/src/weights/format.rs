@@ -247,19 +247,12 @@ impl WeightFile {
 
     /// Checks that the file holds exactly the model's 225 tensors with their shapes.
     pub fn check_topology(&self) -> Result<()> {
-        let m = check_against_table(
+        check_against_table(
             self.infos
                 .iter()
                 .map(|t| (t.name.as_str(), t.shape.as_slice())),
-        );
-        if m.is_empty() {
-            Ok(())
-        } else {
-            Err(WeightError::Topology {
-                path: self.path.clone(),
-                mismatch: m,
-            })
-        }
+        )
+        .into_result(self.path.clone())
     }
 }
 

@@ -92,19 +92,12 @@ impl WeightSet {
 
     /// Checks that the set is exactly the model's parameter table.
     pub fn check_topology(&self) -> Result<()> {
-        let m = check_against_table(
+        check_against_table(
             self.tensors
                 .iter()
                 .map(|t| (t.name.as_str(), t.shape.as_slice())),
-        );
-        if m.is_empty() {
-            Ok(())
-        } else {
-            Err(WeightError::Topology {
-                path: PathBuf::from(&self.origin),
-                mismatch: m,
-            })
-        }
+        )
+        .into_result(PathBuf::from(&self.origin))
     }
 
     fn get(&self, name: &str) -> Result<&NamedTensor> {

@@ -450,6 +450,18 @@ pub struct TopologyMismatch {
 }
 
 impl TopologyMismatch {
+    /// `Ok` when nothing differs, else the topology error for the weights at `path`.
+    pub fn into_result(self, path: impl Into<std::path::PathBuf>) -> super::Result<()> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(super::WeightError::Topology {
+                path: path.into(),
+                mismatch: self,
+            })
+        }
+    }
+
     /// True when nothing differs.
     pub fn is_empty(&self) -> bool {
         self.missing.is_empty()
