@@ -17,7 +17,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 ROUNDS=3 RUNS=3 SIZE=128 THREADS=2 SEED=1
-ORT=1 AGREE=1 BENCH=1 BUILD=1 KEEP=0 QUIET=60 QUIET_ROUNDS=0
+ORT=1 AGREE=1 BENCH=1 BUILD=1 KEEP=0 QUIET=60 QUIET_ROUNDS=0 MAPPED=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS="$2"; shift 2 ;;
@@ -31,7 +31,8 @@ while [ $# -gt 0 ]; do
     --keep-outputs) KEEP=1; shift ;;
     --quiet-wait) QUIET="$2"; shift 2 ;;
     --quiet-rounds) QUIET_ROUNDS="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; echo "options: --rounds N --runs N --size S --threads T --no-ort --no-agree --no-bench --no-build --keep-outputs --quiet-wait SECONDS (0: never wait) --quiet-rounds N (stop once N rounds were quiet for every engine; --rounds is then the upper bound)"; exit 0 ;;
+    --mapped) MAPPED=1; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; echo "options: --rounds N --runs N --size S --threads T --no-ort --no-agree --no-bench --no-build --keep-outputs --quiet-wait SECONDS (0: never wait) --quiet-rounds N (stop once N rounds were quiet for every engine; --rounds is then the upper bound) --mapped (brats-seg reads a weight file written by synth-weights, memory-mapped, instead of --synthetic)"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -65,12 +66,21 @@ cp "$BIN" "$D/brats-seg"
 BIN_MTIME="$(date -u -r "$BIN" +%Y-%m-%dT%H:%M:%SZ)"
 BIN="$D/brats-seg"
 BIN_SHA="$(sha256sum "$BIN" | cut -c1-16)"
+# How brats-seg gets its weights: generated in memory (--synthetic), or --mapped: the same
+# synthetic weights written once by `brats-seg synth-weights` and memory-mapped by the engine.
+WEIGHTS=(--synthetic --seed "$SEED")
+if [ "$MAPPED" = 1 ]; then
+  WFILE="$HERE/out/synthetic-seed$SEED.bsw"
+  "$BIN" synth-weights --seed "$SEED" -o "$D/weights.tmp" > /dev/null
+  if [ ! -f "$WFILE" ] || ! cmp -s "$D/weights.tmp" "$WFILE"; then mv "$D/weights.tmp" "$WFILE"; else rm -f "$D/weights.tmp"; fi
+  WEIGHTS=(--weights "$WFILE")
+fi
 COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 DIRTY=false
 [ -n "$(cd "$ROOT" && git status --porcelain -- crates src Cargo.toml Cargo.lock 2>/dev/null)" ] && DIRTY=true
-printf '{"started": "%s", "size": %s, "threads": %s, "rounds": %s, "runs": %s, "seed": %s, "commit": "%s", "dirty": %s, "binary_mtime": "%s", "binary_sha256_16": "%s", "nproc": %s, "quiet_wait_max_s": %s}\n' \
+printf '{"started": "%s", "size": %s, "threads": %s, "rounds": %s, "runs": %s, "seed": %s, "commit": "%s", "dirty": %s, "binary_mtime": "%s", "binary_sha256_16": "%s", "nproc": %s, "quiet_wait_max_s": %s, "weights": "%s"}\n' \
   "$STAMP" "$SIZE" "$THREADS" "$ROUNDS" "$RUNS" "$SEED" "$COMMIT" "$DIRTY" \
-  "$BIN_MTIME" "$BIN_SHA" "$(nproc)" "$QUIET" > "$D/meta.json"
+  "$BIN_MTIME" "$BIN_SHA" "$(nproc)" "$QUIET" "${WEIGHTS[*]}" > "$D/meta.json"
 
 up() {  # record the load average
   printf '{"when": "%s", "uptime": "%s"}\n' "$1" "$(uptime | sed 's/^ *//')" >> "$D/uptime.jsonl"
@@ -121,7 +131,7 @@ if [ "$BENCH" = 1 ]; then
   up "before round 1"
   for r in $(seq 1 "$ROUNDS"); do
     echo "== round $r/$ROUNDS  ($(uptime | sed 's/.*load average/load average/'))"
-    tm "$r" ours "$BIN" bench --synthetic --seed "$SEED" --size "$SIZE" --runs "$RUNS" --threads "$THREADS" --json \
+    tm "$r" ours "$BIN" bench "${WEIGHTS[@]}" --size "$SIZE" --runs "$RUNS" --threads "$THREADS" --json \
       > "$D/r$r-ours.log" 2>&1
     record "$r" ours "$D/r$r-ours.log"
     tm "$r" openvino "$PY" "$HERE/run_peer.py" --engine openvino --size "$SIZE" --seed "$SEED" --runs "$RUNS" \
@@ -145,7 +155,7 @@ fi
 # 3. output agreement on the same input
 if [ "$AGREE" = 1 ]; then
   echo "== output agreement at ${SIZE}^3"
-  "$BIN" infer --synthetic --seed "$SEED" --threads "$THREADS" --input "$INPUT" --output "$D/out-ours.npy" \
+  "$BIN" infer "${WEIGHTS[@]}" --threads "$THREADS" --input "$INPUT" --output "$D/out-ours.npy" \
     > "$D/infer-ours.log" 2>&1
   "$PY" "$HERE/run_peer.py" --engine openvino --size "$SIZE" --seed "$SEED" --runs 0 --threads "$THREADS" \
     --input "$INPUT" --save-output "$D/out-openvino.npy" > "$D/infer-openvino.log" 2>&1

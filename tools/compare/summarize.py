@@ -81,6 +81,8 @@ def main():
             meta.get("runs"), meta.get("commit"), ", tree dirty" if meta.get("dirty") else "",
             meta.get("binary_mtime"),
             ", sha256 " + meta["binary_sha256_16"] if meta.get("binary_sha256_16") else ""))
+        if meta.get("weights"):
+            p("  brats-seg weights: %s" % meta["weights"])
     for u in load_jsonl(os.path.join(d, "uptime.jsonl")):
         p("  uptime %-28s %s" % (u["when"], u["uptime"]))
     p("")
