@@ -2,8 +2,8 @@
 //!
 //! # Memory plan
 //!
-//! Activations live in a few [`Slot`]s that are allocated on the first call and reused by
-//! every later layer and call (see [`Work`]). What keeps the peak low:
+//! Activations live in a few `Slot`s that are allocated on the first call and reused by
+//! every later layer and call (see `Work`). What keeps the peak low:
 //!
 //! - **The first encoder level runs group by group.** conv1, rb1 and pool1 are grouped
 //!   (one group per modality) and instance norm is per channel, so group `g`'s channels
@@ -23,7 +23,7 @@
 //!   full-resolution decoder block rb7 is the peak (x7, `p` and `t`, 16 channels each at
 //!   128³). Level 2 (x2, x6) lives in the upper part of x7's buffer, behind the one encoder
 //!   group, and skip2 in the upper part of rb7's `p`, behind every scratch tensor used
-//!   while skip2 is alive ([`Offsets`]). At 128³ this saves 140 MB against one buffer per
+//!   while skip2 is alive (`Offsets`). At 128³ this saves 140 MB against one buffer per
 //!   role.
 //!
 //! Weights are repacked at load into the kernels' per-ISA layout (see
