@@ -3,6 +3,7 @@
 (ours, openvino, onnxruntime), the uptime records and the output agreement.
 
   .venv/bin/python summarize.py out/session-YYYYmmddTHHMMSSZ
+  .venv/bin/python summarize.py out/session-A out/session-B   # pool sessions (same binary)
 
 Per engine: the median of all timed runs pooled over the rounds (and the per-round
 medians), min, peak RSS (largest over the rounds). Ratios ours/peer: per round (our
@@ -64,17 +65,32 @@ def main():
         ok = bool(rs) and all(others_share(r) is not None and others_share(r) < QUIET_SHARE
                               for r in rs)
         sys.exit(0 if ok else 1)
-    d = sys.argv[1]
-    rounds = load_jsonl(os.path.join(d, "rounds.jsonl"))  # {"round", "engine", "result"}
+    dirs = sys.argv[1:]
+    d = dirs[-1]
+    metas, rounds = [], []
+    for i, dd in enumerate(dirs):  # several sessions: pooled, rounds named "session/round"
+        mp = os.path.join(dd, "meta.json")
+        metas.append(json.load(open(mp)) if os.path.exists(mp) else {})
+        for r in load_jsonl(os.path.join(dd, "rounds.jsonl")):  # {"round", "engine", "result", ...}
+            if len(dirs) > 1:
+                r["round"] = "%d/%s" % (i + 1, r["round"])
+            rounds.append(r)
     by = {}
     for r in rounds:
         by.setdefault(r["engine"], []).append(r)
     engines = [e for e in ORDER if e in by]
-    meta = json.load(open(os.path.join(d, "meta.json"))) if os.path.exists(
-        os.path.join(d, "meta.json")) else {}
+    meta = metas[-1]
 
     lines = []
     p = lines.append
+    if len(dirs) > 1:
+        p("%d sessions pooled (rounds named session/round):" % len(dirs))
+        for i, (dd, m) in enumerate(zip(dirs, metas)):
+            p("  %d: %s  binary sha256 %s  weights %s" % (i + 1, os.path.basename(dd.rstrip("/")),
+                                                         m.get("binary_sha256_16"), m.get("weights")))
+        if len({m.get("binary_sha256_16") for m in metas}) > 1:
+            p("WARNING: the sessions timed different brats-seg binaries")
+        meta = {}
     if meta:
         p("session %s  size %s^3  threads %s  rounds %s x runs %s  (commit %s%s; binary built %s%s)" % (
             meta.get("started"), meta.get("size"), meta.get("threads"), meta.get("rounds"),
@@ -83,8 +99,9 @@ def main():
             ", sha256 " + meta["binary_sha256_16"] if meta.get("binary_sha256_16") else ""))
         if meta.get("weights"):
             p("  brats-seg weights: %s" % meta["weights"])
-    for u in load_jsonl(os.path.join(d, "uptime.jsonl")):
-        p("  uptime %-28s %s" % (u["when"], u["uptime"]))
+    for dd in dirs:
+        for u in load_jsonl(os.path.join(dd, "uptime.jsonl")):
+            p("  uptime %-28s %s" % (u["when"], u["uptime"]))
     p("")
     p("%-13s %9s %9s %9s %10s %9s %9s" % ("", "", "", "", "", "pooled", "by round"))
     hdr = "%-13s %9s %9s %9s %10s %9s %9s  %s" % (
@@ -162,7 +179,7 @@ def main():
     if all(procs[e] for e in engines):
         p("")
         p("whole process (/usr/bin/time; load + warm-up + %s timed passes each; medians over "
-          "the rounds):" % (meta.get("runs", "?")))
+          "the rounds):" % (metas[-1].get("runs", "?")))
         p("%-13s %9s %9s %10s %14s" % ("engine", "cpu s", "wall s", "max RSS", "ours/it cpu"))
         ours_cpu = {r["round"]: r["process"]["user_s"] + r["process"]["sys_s"]
                     for r in procs.get("ours", [])}
@@ -194,6 +211,8 @@ def main():
                   a["voxels"], a["argmax_differs_beyond_1e-4"]))
     text = "\n".join(lines)
     print(text)
+    if len(dirs) > 1:
+        return
     with open(os.path.join(d, "summary.txt"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(d, "summary.json"), "w") as f:
