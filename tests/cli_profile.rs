@@ -51,8 +51,21 @@ fn profile_json_and_trace() {
     let t: serde_json::Value = serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
     let events = t["traceEvents"].as_array().unwrap();
     assert!(events.len() >= layers.len());
-    assert!(events
+    let complete: Vec<_> = events.iter().filter(|e| e["ph"] == "X").collect();
+    assert!(complete.iter().all(|e| e["dur"].as_f64().unwrap() >= 0.0));
+    // Layer calls on track 0, kernel tasks on one track per worker thread (2 here).
+    assert!(complete.iter().filter(|e| e["tid"] == 0).count() >= layers.len());
+    let workers: std::collections::BTreeSet<_> = complete
         .iter()
-        .all(|e| e["ph"] == "X" && e["dur"].as_f64().unwrap() >= 0.0));
+        .filter(|e| e["cat"] == "task")
+        .map(|e| e["tid"].as_i64().unwrap())
+        .collect();
+    assert!(
+        !workers.is_empty() && workers.len() <= 2,
+        "worker tracks {workers:?}"
+    );
+    assert!(complete
+        .iter()
+        .any(|e| e["cat"] == "task" && e["name"] == "net128.rb7.conv1"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

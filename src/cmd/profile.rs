@@ -26,7 +26,7 @@ pub struct ProfileArgs {
     /// Print one JSON object on stdout instead of the table
     #[arg(long)]
     pub json: bool,
-    /// Also write a Chrome trace (chrome://tracing, Perfetto) with one event per layer call
+    /// Also write a Chrome trace (chrome://tracing, Perfetto): one event per layer call, and per worker thread the kernel tasks it ran
     #[arg(long, value_name = "FILE.json")]
     pub trace: Option<PathBuf>,
     /// Measure the FMA peak again instead of using the cached figure
@@ -156,27 +156,63 @@ pub fn run(a: &ProfileArgs) -> Result<(), String> {
     model.forward(&x, dims).map_err(|e| e.to_string())?;
     let plain_secs = t.elapsed().as_secs_f64();
     let mut events = Events::default();
+    brats_kernels::trace::enable(a.trace.is_some());
     let t = Instant::now();
-    model
-        .forward_observed(&x, dims, Some(&mut events))
-        .map_err(|e| e.to_string())?;
+    let result = model.forward_observed(&x, dims, Some(&mut events));
     let wall = t.elapsed().as_secs_f64();
+    brats_kernels::trace::enable(false);
+    let spans = brats_kernels::trace::take();
+    result.map_err(|e| e.to_string())?;
     let rows = rows(&events.0);
     let total: f64 = rows.iter().map(|r| r.secs).sum();
 
     if let Some(path) = &a.trace {
-        let trace: Vec<Value> = events
+        // Track 0: one event per layer call. Tracks 1..: the kernel tasks each worker
+        // thread ran, named after the layer whose call contains them.
+        let mut trace: Vec<Value> = events
             .0
             .iter()
             .map(|e| {
-                json!({"name": e.name, "cat": e.kind.label(), "ph": "X", "pid": 1, "tid": 1,
+                json!({"name": e.name, "cat": e.kind.label(), "ph": "X", "pid": 1, "tid": 0,
                        "ts": e.start.as_secs_f64() * 1e6, "dur": e.duration.as_secs_f64() * 1e6,
                        "args": {"gflop": e.flops as f64 / 1e9, "shape": e.shape, "bytes": e.bytes}})
             })
             .collect();
+        let mut threads = std::collections::BTreeSet::new();
+        for span in &spans {
+            let ts = span.start.saturating_duration_since(t).as_secs_f64();
+            let dur = span.end.saturating_duration_since(span.start).as_secs_f64();
+            let mid = ts + dur / 2.0;
+            let layer = events
+                .0
+                .iter()
+                .find(|e| {
+                    let s = e.start.as_secs_f64();
+                    s <= mid && mid <= s + e.duration.as_secs_f64()
+                })
+                .map_or("task", |e| e.name.as_str());
+            let tid = span.thread.map_or(1, |i| i + 1);
+            threads.insert(tid);
+            trace.push(
+                json!({"name": layer, "cat": "task", "ph": "X", "pid": 1, "tid": tid,
+                              "ts": ts * 1e6, "dur": dur * 1e6}),
+            );
+        }
+        trace.push(json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": 0, "args": {"name": "layers"}}));
+        for tid in threads {
+            trace.push(
+                json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid,
+                              "args": {"name": format!("worker {}", tid - 1)}}),
+            );
+        }
         let doc = json!({"traceEvents": trace, "displayTimeUnit": "ms"});
         std::fs::write(path, doc.to_string()).map_err(|e| format!("{}: {e}", path.display()))?;
-        eprintln!("wrote {} ({} events)", path.display(), events.0.len());
+        eprintln!(
+            "wrote {} ({} layer events, {} kernel task spans)",
+            path.display(),
+            events.0.len(),
+            spans.len()
+        );
     }
 
     if a.json {

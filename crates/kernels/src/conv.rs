@@ -408,7 +408,7 @@ impl Conv3d {
             // output view's interior). Tasks write disjoint output elements: each owns
             // one (group, output plane) or one (group, channel block). The ISA was
             // proven present when `self.isa` was obtained.
-            unsafe { run_task(isa, k, s, &job, &task) }
+            crate::trace::task(|| unsafe { run_task(isa, k, s, &job, &task) })
         });
         Ok(())
     }

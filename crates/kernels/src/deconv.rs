@@ -127,7 +127,7 @@ impl Deconv3d {
             // one vector of over-read, covered by the buffer slack) and every store inside
             // the output's interior. Task `z` writes only output planes 2z and 2z+1.
             // The ISA was proven present when `self.isa` was obtained.
-            unsafe { run_plane(isa, &job, z) }
+            crate::trace::task(|| unsafe { run_plane(isa, &job, z) })
         });
         Ok(())
     }

@@ -21,6 +21,7 @@ pub mod peak;
 pub mod reference;
 mod simd;
 pub mod tensor;
+pub mod trace;
 
 pub use conv::{Conv3d, ConvSpec, Epilogue};
 pub use deconv::Deconv3d;

@@ -157,30 +157,33 @@ pub fn instance_norm(
     (0..il.c * il.d).into_par_iter().for_each(|t| {
         let (c, z) = (t / il.d, t % il.d);
         let (scale, shift) = affine[c];
-        vectorized(
-            isa,
-            #[inline(always)]
-            || {
-                for y in 0..il.h {
-                    let si = ib.index(ic0 + c, z, y, 0);
-                    let di = ob.index(oc0 + c, z, y, 0);
-                    let row = &src[si..si + il.w];
-                    // Safety: the output view was checked to have the input's shape, so row
-                    // (c, z, y) of its interior lies inside its buffer; each task writes only
-                    // its own (channel, plane).
-                    let out = unsafe { std::slice::from_raw_parts_mut(dst.get().add(di), il.w) };
-                    if relu {
-                        for (o, &x) in out.iter_mut().zip(row) {
-                            *o = (x * scale + shift).max(0.0);
-                        }
-                    } else {
-                        for (o, &x) in out.iter_mut().zip(row) {
-                            *o = x * scale + shift;
+        crate::trace::task(|| {
+            vectorized(
+                isa,
+                #[inline(always)]
+                || {
+                    for y in 0..il.h {
+                        let si = ib.index(ic0 + c, z, y, 0);
+                        let di = ob.index(oc0 + c, z, y, 0);
+                        let row = &src[si..si + il.w];
+                        // Safety: the output view was checked to have the input's shape, so row
+                        // (c, z, y) of its interior lies inside its buffer; each task writes only
+                        // its own (channel, plane).
+                        let out =
+                            unsafe { std::slice::from_raw_parts_mut(dst.get().add(di), il.w) };
+                        if relu {
+                            for (o, &x) in out.iter_mut().zip(row) {
+                                *o = (x * scale + shift).max(0.0);
+                            }
+                        } else {
+                            for (o, &x) in out.iter_mut().zip(row) {
+                                *o = x * scale + shift;
+                            }
                         }
                     }
-                }
-            },
-        )
+                },
+            )
+        })
     });
     Ok(())
 }
