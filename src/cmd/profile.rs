@@ -284,7 +284,7 @@ pub fn run(a: &ProfileArgs) -> Result<(), String> {
         model.isa().name()
     );
     println!(
-        "wall {:.1} ms with instrumentation, {:.1} ms for the pass before it without; instrumentation overhead {:+.1}% (within the machine's run-to-run noise of several %)",
+        "wall {:.1} ms with instrumentation, {:.1} ms for the pass before it without; instrumentation overhead {:+.1}% (compare with the run-to-run spread of `bench`)",
         wall * 1e3,
         plain_secs * 1e3,
         100.0 * (wall / plain_secs - 1.0)
