@@ -22,9 +22,9 @@
 //! - **Tensors whose lifetimes end before a larger one starts share its buffer.** The
 //!   full-resolution decoder block rb7 is the peak (x7, `p` and `t`, 16 channels each at
 //!   128³). Level 2 (x2, x6) lives in the upper part of x7's buffer, behind the one encoder
-//!   group, and skip2 in the upper part of rb7's `p`, behind every scratch tensor used
-//!   while skip2 is alive (`Offsets`). At 128³ this saves 140 MB against one buffer per
-//!   role.
+//!   group, skip2 in the upper part of rb7's `p`, behind every scratch tensor used while
+//!   skip2 is alive, and skip1 likewise in `t` (`Offsets`). At 128³ this saves 155 MB
+//!   against one buffer per role.
 //!
 //! Weights are repacked at load into the kernels' per-ISA layout (see
 //! `brats_kernels::conv`); the mapped file is only read while packing.
@@ -351,7 +351,6 @@ struct Work {
     /// [`Offsets::level2`], level 2 (x2 in the encoder, x6 in the decoder); then the
     /// decoder's x7 from offset 0 over both (see the module note).
     stream: Slot,
-    skip1: Slot,
     /// Level 3: x3, then x5.
     level3: Slot,
     skip0: Slot,
@@ -375,11 +374,14 @@ struct Offsets {
     /// skip2 in `p`, after the largest residual scratch used while skip2 is alive
     /// (everything before rb7).
     skip2: usize,
+    /// skip1 in `t`, after everything `t` holds while skip1 is alive (rb3 to rb5 scratch,
+    /// the upsampled u4 and u3).
+    skip1: usize,
 }
 
 impl Offsets {
     fn for_input(dims: [usize; 3]) -> Offsets {
-        let (mut level2, mut skip2) = (0, 0);
+        let (mut level2, mut skip2, mut skip1) = (0, 0, 0);
         for net in Net::ALL {
             let f = net.width();
             let ds = net.downsample();
@@ -394,6 +396,9 @@ impl Offsets {
                 .buffer_len()
             };
             level2 = level2.max(lvl(0, f));
+            for l in [lvl(2, 4 * f), lvl(3, 8 * f), lvl(2, 8 * f), lvl(1, 4 * f)] {
+                skip1 = skip1.max(l);
+            }
             // Scratch of rb1..rb4 (one group each) and rb5, rb6 (whole).
             for l in [
                 lvl(0, f),
@@ -406,7 +411,11 @@ impl Offsets {
                 skip2 = skip2.max(l);
             }
         }
-        Offsets { level2, skip2 }
+        Offsets {
+            level2,
+            skip2,
+            skip1,
+        }
     }
 }
 
@@ -427,7 +436,6 @@ impl Workspace {
             &i.softmax32,
             &i.softmax64,
             &w.stream,
-            &w.skip1,
             &w.level3,
             &w.skip0,
             &w.level4,
@@ -773,7 +781,7 @@ impl UNet {
             &|| format!("{net}.skip1"),
             isa,
             &w.stream.view_at(off.level2),
-            &mut w.skip1.get(lvl(1, 2 * f, 0)),
+            &mut w.t.get_at(off.skip1, lvl(1, 2 * f, 0)),
         )?;
         let x3_stats = run_conv_stats(
             rec,
@@ -872,7 +880,7 @@ impl UNet {
             &mut w.t.get(lvl(1, 4 * f, 0)),
         )?;
         let x6_stats = {
-            let mut parts = vec![w.t.view(), w.skip1.view()];
+            let mut parts = vec![w.t.view(), w.t.view_at(off.skip1)];
             parts.extend(stack1.copied());
             run_pointwise(
                 rec,
