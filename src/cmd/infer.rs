@@ -29,6 +29,9 @@ pub fn run(a: &InferArgs) -> Result<(), String> {
             ))
         }
     };
+    // Refuse a wrong size before spending time on the weights.
+    brats_graph::Model::check_input(x.data.len(), dims)
+        .map_err(|e| format!("{}: {e}", a.input.display()))?;
     let model = a.model.load()?;
     let t = Instant::now();
     let y = model
