@@ -360,7 +360,8 @@ struct Work {
     /// Residual-block scratch at offset 0 (also receives the logits) and skip2 at
     /// [`Offsets::skip2`], above every scratch use that overlaps skip2's lifetime.
     p: Slot,
-    /// Residual-block scratch and the upsampled tensors.
+    /// Residual-block scratch and the upsampled tensors at offset 0, and skip1 at
+    /// [`Offsets::skip1`], above every use of `t` while skip1 is alive.
     t: Slot,
     /// Where the shared tensors start, for the current input size.
     off: Offsets,
