@@ -9,7 +9,7 @@
 //!
 //! Run: `cargo bench -p brats-kernels` (filter with e.g. `-- avx512/2t/net128.rb7`).
 
-use brats_kernels::conv::{Conv3d, ConvSpec, Epilogue};
+use brats_kernels::conv::{Conv3d, ConvSpec, Epilogue, Vectorize};
 use brats_kernels::deconv::Deconv3d;
 use brats_kernels::norm;
 use brats_kernels::{Isa, Layout, Tensor};
@@ -23,6 +23,9 @@ struct ConvCase {
     cout_g: usize,
     stride: usize,
     side: usize,
+    /// Also time both kernels forced (`<id>.width`, `<id>.channels`): the layers whose
+    /// measurements set `Vectorize::Auto`'s choice.
+    compare: bool,
 }
 
 const CONVS: &[ConvCase] = &[
@@ -33,6 +36,7 @@ const CONVS: &[ConvCase] = &[
         cout_g: 8,
         stride: 1,
         side: 128,
+        compare: false,
     },
     ConvCase {
         id: "net128.rb7.conv",
@@ -41,6 +45,7 @@ const CONVS: &[ConvCase] = &[
         cout_g: 16,
         stride: 1,
         side: 128,
+        compare: false,
     },
     ConvCase {
         id: "net128.rb2.conv",
@@ -49,6 +54,7 @@ const CONVS: &[ConvCase] = &[
         cout_g: 16,
         stride: 1,
         side: 64,
+        compare: false,
     },
     ConvCase {
         id: "net128.rb6.conv",
@@ -57,6 +63,7 @@ const CONVS: &[ConvCase] = &[
         cout_g: 32,
         stride: 1,
         side: 64,
+        compare: false,
     },
     ConvCase {
         id: "net128.pool1",
@@ -65,6 +72,25 @@ const CONVS: &[ConvCase] = &[
         cout_g: 16,
         stride: 2,
         side: 128,
+        compare: false,
+    },
+    ConvCase {
+        id: "net128.pool2",
+        groups: 4,
+        cin_g: 16,
+        cout_g: 32,
+        stride: 2,
+        side: 64,
+        compare: true,
+    },
+    ConvCase {
+        id: "net64.rb3.conv",
+        groups: 4,
+        cin_g: 64,
+        cout_g: 64,
+        stride: 1,
+        side: 16,
+        compare: true,
     },
     ConvCase {
         id: "net32.rb3.conv",
@@ -73,6 +99,25 @@ const CONVS: &[ConvCase] = &[
         cout_g: 128,
         stride: 1,
         side: 8,
+        compare: true,
+    },
+    ConvCase {
+        id: "net32.pool3",
+        groups: 4,
+        cin_g: 128,
+        cout_g: 256,
+        stride: 2,
+        side: 8,
+        compare: true,
+    },
+    ConvCase {
+        id: "net32.rb4.conv",
+        groups: 4,
+        cin_g: 256,
+        cout_g: 256,
+        stride: 1,
+        side: 4,
+        compare: true,
     },
 ];
 
@@ -112,21 +157,30 @@ fn layers(c: &mut Criterion) {
                 let weights: Vec<f32> = (0..spec.weight_len())
                     .map(|i| ((i % 17) as f32 - 8.0) * 0.01)
                     .collect();
-                let conv = Conv3d::new(isa, spec, &weights, None).unwrap();
                 let s = case.side;
                 let mut input = Tensor::zeros(Layout::new(spec.cin, s, s, s, 1));
                 fill(&mut input);
                 let o = spec.output_size(s);
                 let mut out = Tensor::zeros(Layout::new(spec.cout, o, o, o, 0));
                 group.throughput(Throughput::Elements(spec.flops(o * o * o)));
-                group.bench_function(BenchmarkId::from_parameter(case.id), |b| {
-                    b.iter(|| {
-                        pool.install(|| {
-                            conv.run(&input.view(), &mut out.view_mut(), Epilogue::Store)
-                                .unwrap()
+                let mut variants = vec![(case.id.to_string(), Vectorize::Auto)];
+                if case.compare {
+                    variants.push((format!("{}.width", case.id), Vectorize::Width));
+                    variants.push((format!("{}.channels", case.id), Vectorize::Channels));
+                }
+                for (id, vectorize) in variants {
+                    let conv = Conv3d::new(isa, spec, &weights, None)
+                        .unwrap()
+                        .with_vectorize(vectorize);
+                    group.bench_function(BenchmarkId::from_parameter(id), |b| {
+                        b.iter(|| {
+                            pool.install(|| {
+                                conv.run(&input.view(), &mut out.view_mut(), Epilogue::Store)
+                                    .unwrap()
+                            })
                         })
-                    })
-                });
+                    });
+                }
             }
             // Instance norm + ReLU of rb1's first norm (32 channels at 128³), statistics
             // included, written into a zero-halo conv input.

@@ -8,18 +8,25 @@
 //! GEMM whose K dimension (`cin/G * 27`) is still small; instead the convolution is
 //! computed directly:
 //!
-//! - **Vectorized along W.** One register holds `LANES` consecutive output voxels of a row
-//!   (16 with AVX-512, 8 with AVX2). The input row segment for tap `kx` is one unaligned
-//!   load at offset `kx` (stride 1) or an even-element gather of two loads (stride 2).
+//! - **Vectorized along W** (`conv/width.rs`, the kernel of every layer whose rows fill a
+//!   vector). One register holds `LANES` consecutive output voxels of a row (16 with
+//!   AVX-512, 8 with AVX2). The input row segment for tap `kx` is one unaligned load at
+//!   offset `kx` (stride 1) or an even-element gather of two loads (stride 2).
 //! - **A block of output channels in registers.** A tile is `OC` output channels x `NW`
 //!   vectors along W, accumulated over all `cin/G * 27` taps before it is stored once. Per
-//!   tap it costs `NW` input loads and `OC` broadcast weights for `OC * NW` FMAs; the
-//!   broadcast is folded into the FMA as an embedded-broadcast memory operand on AVX-512.
+//!   tap it costs `NW` input loads and `OC` broadcast weights for `OC * NW` FMAs.
 //!   AVX-512 uses 8 x 3 (24 accumulators + 3 inputs of the 32 registers), AVX2 4 x 3
 //!   (12 + 3 of 16), portable 4 x 2.
+//! - **Vectorized across output channels for short rows** (`conv/channels.rs`). Rows of 4 and
+//!   8 voxels (net32's and net64's deep levels at 128³) fill a quarter or half of an
+//!   AVX-512 vector along W; there the register holds 16 output channels of one voxel, the
+//!   weights are vector loads and the inputs are broadcast. [`Vectorize::Auto`] takes it
+//!   for outputs narrower than a vector. Both kernels sum in the same order and give
+//!   bit-identical results.
 //! - **Prepacked weights.** [`Conv3d::new`] repacks MXNet's `(Cout, Cin/G, k, k, k)` into
-//!   `[group][oc block][ci][tap][OC]`, zero-padding the last block, so the inner loop reads
-//!   weights strictly sequentially.
+//!   `[group][block of LANES output channels][ci][tap][LANES]`, zero-padding the last
+//!   block, so both kernels read weights sequentially: the channel kernel a whole block
+//!   per tap as vectors, the width kernel half a block as broadcast scalars.
 //! - **Zero halo instead of bounds checks.** Inputs carry a one-voxel zero border
 //!   ([`crate::tensor`]); the kernel never tests for edges. Only the last vector of a row
 //!   is stored with a mask.
@@ -50,6 +57,16 @@
 //! | accumulators back in registers, one broadcast per weight and tap | 198 | 194 |
 //! | columns outer, rows inner (L1 reuse of 6 of 9 input rows) | 213 | 256 |
 //!
+//! The channel kernel against the width kernel (AVX-512, 2 threads, GFLOP/s, same run):
+//!
+//! | layer (output row) | width | channels |
+//! |---|---|---|
+//! | net32.rb3.conv (8) | 121 | 283 |
+//! | net32.rb4.conv (4) | 44 | 199 |
+//! | net32.pool3 (4, stride 2) | 38 | 167 |
+//! | net64.rb3.conv (16) | 223 | 234 |
+//! | net128.pool2 (32, stride 2) | 178 | 101 |
+//!
 //! One-thread rates are 110-140 GFLOP/s (66-85 % of the core's peak). What is left is
 //! load-port pressure (per tap: `NW` unaligned input loads, two thirds of them split across
 //! cache lines, plus `OC` broadcasts for `OC * NW` FMAs) and L2 traffic for the input rows
@@ -58,12 +75,11 @@
 
 use crate::isa::Kind;
 use crate::norm::ChannelStats;
-#[cfg(target_arch = "x86_64")]
-use crate::simd::{Avx2, Avx512};
-use crate::simd::{Portable, Simd};
 use crate::tensor::{SharedMut, View, ViewMut};
 use crate::{Error, Isa};
-use rayon::prelude::*;
+
+mod channels;
+mod width;
 
 /// Per-group packed weights above this many bytes switch to channel-block-outer order.
 pub const WEIGHTS_INNER_LIMIT: usize = 256 * 1024;
@@ -133,16 +149,30 @@ pub enum Epilogue {
 pub struct Conv3d {
     spec: ConvSpec,
     isa: Isa,
-    oc_block: usize,
+    /// Output channels per packed weight block: the ISA's vector width.
+    pack: usize,
     packed: Vec<f32>,
     bias: Vec<f32>,
+    vectorize: Vectorize,
 }
 
-/// Output channels per register tile for an ISA (see the module note).
-fn oc_block_for(isa: Isa) -> usize {
+/// Which of the two kernels computes a convolution (see the module note).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vectorize {
+    /// Chosen per call from the output width, the stride and the channel count.
+    Auto,
+    /// Vectors along the output row ([`width`]).
+    Width,
+    /// Vectors across output channels ([`channels`]); falls back to [`Vectorize::Width`]
+    /// for outputs narrower than its tile.
+    Channels,
+}
+
+/// f32 lanes of an ISA's vectors: the output channels of one packed weight block.
+fn pack_block_for(isa: Isa) -> usize {
     match isa.kind() {
-        Kind::Avx512 => 8,
-        Kind::Avx2 | Kind::Portable => 4,
+        Kind::Avx512 => 16,
+        Kind::Avx2 | Kind::Portable => 8,
     }
 }
 
@@ -177,18 +207,18 @@ impl Conv3d {
             Some(b) => b.to_vec(),
             None => vec![0.0; spec.cout],
         };
-        let oc_block = oc_block_for(isa);
+        let pack = pack_block_for(isa);
         let (cin_g, cout_g) = (spec.cin / spec.groups, spec.cout / spec.groups);
         let taps = spec.kernel.pow(3);
-        let n_ob = cout_g.div_ceil(oc_block);
-        let mut packed = vec![0.0f32; spec.groups * n_ob * cin_g * taps * oc_block];
+        let n_pb = cout_g.div_ceil(pack);
+        let mut packed = vec![0.0f32; spec.groups * n_pb * cin_g * taps * pack];
         let mut at = 0;
         for g in 0..spec.groups {
-            for ob in 0..n_ob {
+            for pb in 0..n_pb {
                 for ci in 0..cin_g {
                     for tap in 0..taps {
-                        for o in 0..oc_block {
-                            let oc = ob * oc_block + o;
+                        for o in 0..pack {
+                            let oc = pb * pack + o;
                             if oc < cout_g {
                                 let co = g * cout_g + oc;
                                 packed[at] = weights[(co * cin_g + ci) * taps + tap];
@@ -202,10 +232,18 @@ impl Conv3d {
         Ok(Conv3d {
             spec,
             isa,
-            oc_block,
+            pack,
             packed,
             bias,
+            vectorize: Vectorize::Auto,
         })
+    }
+
+    /// Forces one of the two kernels (the tests run both; [`Vectorize::Auto`] is the
+    /// default).
+    pub fn with_vectorize(mut self, vectorize: Vectorize) -> Conv3d {
+        self.vectorize = vectorize;
+        self
     }
 
     pub fn spec(&self) -> ConvSpec {
@@ -370,7 +408,7 @@ impl Conv3d {
             out_w: ol.w,
             cin_g,
             cout_g,
-            n_ob: cout_g.div_ceil(self.oc_block),
+            n_pb: cout_g.div_ceil(self.pack),
             weights: self.packed.as_ptr(),
             bias: self.bias.as_ptr(),
             accumulate: epilogue == Epilogue::Accumulate,
@@ -380,36 +418,17 @@ impl Conv3d {
                 None => std::ptr::null_mut(),
             }),
         };
-        let per_group_bytes = cin_g * spec.kernel.pow(3) * job.n_ob * self.oc_block * 4;
-        let oc_outer = per_group_bytes > WEIGHTS_INNER_LIMIT;
-        let tasks = if oc_outer {
-            spec.groups * job.n_ob
-        } else {
-            spec.groups * ol.d
+        let kind = self.isa.kind();
+        let use_channels = match self.vectorize {
+            Vectorize::Width => false,
+            Vectorize::Channels => channels::fits(kind, &job),
+            Vectorize::Auto => channels::fits(kind, &job) && channels::preferred(kind, &job, spec),
         };
-        let (isa, k, s) = (self.isa.kind(), spec.kernel, spec.stride);
-        (0..tasks).into_par_iter().for_each(|t| {
-            let task = if oc_outer {
-                Task {
-                    group: t / job.n_ob,
-                    ob_range: (t % job.n_ob, t % job.n_ob + 1),
-                    z_range: (0, job.out_d),
-                }
-            } else {
-                Task {
-                    group: t / job.out_d,
-                    ob_range: (0, job.n_ob),
-                    z_range: (t % job.out_d, t % job.out_d + 1),
-                }
-            };
-            // Safety: `run` checked the channel counts, the input halo (so every tap
-            // reads inside the buffer, with at most two vectors of over-read that the
-            // buffer slack covers) and the output size (so every store lands in the
-            // output view's interior). Tasks write disjoint output elements: each owns
-            // one (group, output plane) or one (group, channel block). The ISA was
-            // proven present when `self.isa` was obtained.
-            crate::trace::task(|| unsafe { run_task(isa, k, s, &job, &task) })
-        });
+        if use_channels {
+            channels::run(kind, spec.kernel, spec.stride, spec.groups, &job);
+        } else {
+            width::run(kind, spec.kernel, spec.stride, spec.groups, &job);
+        }
         Ok(())
     }
 }
@@ -419,230 +438,40 @@ pub const MAX_PARTS: usize = 3;
 
 /// One input part as a raw pointer and strides.
 #[derive(Clone, Copy)]
-struct Part {
+pub(crate) struct Part {
     /// Channel 0 of the part at padded coordinates `(-pad, -pad, -pad)` of the interior,
     /// i.e. the first tap of output voxel 0.
-    input: *const f32,
-    cs: usize,
-    ps: usize,
-    rs: usize,
+    pub(crate) input: *const f32,
+    pub(crate) cs: usize,
+    pub(crate) ps: usize,
+    pub(crate) rs: usize,
     /// Input channels this part contributes to one group.
-    channels: usize,
+    pub(crate) channels: usize,
 }
 
 /// Everything a task needs, as raw pointers and strides (validated by [`Conv3d::run_concat`]).
-struct Job {
-    parts: [Part; MAX_PARTS],
-    n_parts: usize,
+pub(crate) struct Job {
+    pub(crate) parts: [Part; MAX_PARTS],
+    pub(crate) n_parts: usize,
     /// Output at the interior origin of channel 0 of the view.
-    output: SharedMut,
-    out_cs: usize,
-    out_ps: usize,
-    out_rs: usize,
-    out_d: usize,
-    out_h: usize,
-    out_w: usize,
-    cin_g: usize,
-    cout_g: usize,
-    n_ob: usize,
-    weights: *const f32,
-    bias: *const f32,
-    accumulate: bool,
+    pub(crate) output: SharedMut,
+    pub(crate) out_cs: usize,
+    pub(crate) out_ps: usize,
+    pub(crate) out_rs: usize,
+    pub(crate) out_d: usize,
+    pub(crate) out_h: usize,
+    pub(crate) out_w: usize,
+    pub(crate) cin_g: usize,
+    pub(crate) cout_g: usize,
+    /// Packed weight blocks (of the ISA's vector width in output channels) per group.
+    pub(crate) n_pb: usize,
+    pub(crate) weights: *const f32,
+    pub(crate) bias: *const f32,
+    pub(crate) accumulate: bool,
     /// Null, or (sum, sum of squares) per (output channel, output plane).
-    stats: SharedMut<f64>,
+    pub(crate) stats: SharedMut<f64>,
 }
 
 // Safety: the raw pointers are only read (input, weights, bias) or written at disjoint
 // elements by the tasks (output), while `run` holds the borrows they came from.
 unsafe impl Sync for Job {}
-
-struct Task {
-    group: usize,
-    ob_range: (usize, usize),
-    z_range: (usize, usize),
-}
-
-/// Calls the task body compiled for `isa`, kernel size `k` and stride `s`.
-///
-/// # Safety
-/// See [`Conv3d::run`]: the job's pointers must be valid for the shapes it describes
-/// and the ISA must be present.
-unsafe fn run_task(isa: Kind, k: usize, s: usize, job: &Job, task: &Task) {
-    match (isa, k, s) {
-        #[cfg(target_arch = "x86_64")]
-        (Kind::Avx512, 3, 1) => task_avx512::<3, 1>(job, task),
-        #[cfg(target_arch = "x86_64")]
-        (Kind::Avx512, 3, 2) => task_avx512::<3, 2>(job, task),
-        #[cfg(target_arch = "x86_64")]
-        (Kind::Avx512, _, _) => task_avx512::<1, 1>(job, task),
-        #[cfg(target_arch = "x86_64")]
-        (Kind::Avx2, 3, 1) => task_avx2::<3, 1>(job, task),
-        #[cfg(target_arch = "x86_64")]
-        (Kind::Avx2, 3, 2) => task_avx2::<3, 2>(job, task),
-        #[cfg(target_arch = "x86_64")]
-        (Kind::Avx2, _, _) => task_avx2::<1, 1>(job, task),
-        (_, 3, 1) => task_body::<Portable, 4, 2, 3, 1>(Portable, job, task),
-        (_, 3, 2) => task_body::<Portable, 4, 2, 3, 2>(Portable, job, task),
-        _ => task_body::<Portable, 4, 2, 1, 1>(Portable, job, task),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn task_avx512<const K: usize, const S: usize>(job: &Job, task: &Task) {
-    task_body::<Avx512, 8, 3, K, S>(Avx512, job, task)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn task_avx2<const K: usize, const S: usize>(job: &Job, task: &Task) {
-    task_body::<Avx2, 4, 3, K, S>(Avx2, job, task)
-}
-
-/// One task: every output row of the task's planes and channel blocks.
-#[inline(always)]
-unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, const ST: usize>(
-    s: S,
-    job: &Job,
-    task: &Task,
-) {
-    let lanes = S::LANES;
-    let step = NW * lanes;
-    let taps = K * K * K;
-    let g = task.group;
-    for zo in task.z_range.0..task.z_range.1 {
-        // Column by column (one W-tile wide), rows innermost: consecutive rows share 6 of
-        // their 9 input row segments per input channel, which then come from L1.
-        let mut x0 = 0;
-        while x0 < job.out_w {
-            let rem = job.out_w - x0;
-            let nv = if rem >= step { NW } else { rem.div_ceil(lanes) };
-            let last = (rem - (nv - 1) * lanes).min(lanes);
-            for yo in 0..job.out_h {
-                let mut in_rows = [std::ptr::null(); MAX_PARTS];
-                for (row, part) in in_rows.iter_mut().zip(&job.parts[..job.n_parts]) {
-                    *row = part
-                        .input
-                        .add(g * job.cin_g * part.cs + zo * ST * part.ps + yo * ST * part.rs);
-                }
-                let out_row = job.output.0.add(zo * job.out_ps + yo * job.out_rs);
-                for ob in task.ob_range.0..task.ob_range.1 {
-                    let oc0 = g * job.cout_g + ob * OC;
-                    let tile = Tile {
-                        inputs: in_rows.map(|r| r.wrapping_add(x0 * ST)),
-                        output: out_row.add(oc0 * job.out_cs + x0),
-                        weights: job.weights.add((g * job.n_ob + ob) * job.cin_g * taps * OC),
-                        bias: job.bias.add(oc0),
-                        valid_oc: (job.cout_g - ob * OC).min(OC),
-                        last_lanes: last,
-                        stats: if job.stats.get().is_null() {
-                            std::ptr::null_mut()
-                        } else {
-                            job.stats.get().add(2 * (oc0 * job.out_d + zo))
-                        },
-                    };
-                    match nv {
-                        1 => tile_kernel::<S, OC, 1, K, ST>(s, job, &tile),
-                        2 => tile_kernel::<S, OC, 2, K, ST>(s, job, &tile),
-                        _ => tile_kernel::<S, OC, NW, K, ST>(s, job, &tile),
-                    }
-                }
-            }
-            x0 += nv * lanes;
-        }
-    }
-}
-
-struct Tile {
-    inputs: [*const f32; MAX_PARTS],
-    output: *mut f32,
-    weights: *const f32,
-    bias: *const f32,
-    valid_oc: usize,
-    last_lanes: usize,
-    /// Null, or the statistics of output channel 0 of the tile at its plane; channel `o`
-    /// is `2 * o * out_d` further.
-    stats: *mut f64,
-}
-
-/// The register tile: `OC` output channels x `NW` vectors of one output row, summed over
-/// all input channels of the group and all taps, then stored with bias (and the old
-/// output value for [`Epilogue::Accumulate`]).
-#[inline(always)]
-unsafe fn tile_kernel<
-    S: Simd,
-    const OC: usize,
-    const NW: usize,
-    const K: usize,
-    const ST: usize,
->(
-    s: S,
-    job: &Job,
-    t: &Tile,
-) {
-    let lanes = S::LANES;
-    let mut acc = [[s.zero(); NW]; OC];
-    let mut w = t.weights;
-    for (part, &input) in job.parts[..job.n_parts].iter().zip(&t.inputs) {
-        for ci in 0..part.channels {
-            let plane = input.add(ci * part.cs);
-            for kz in 0..K {
-                for ky in 0..K {
-                    let row = plane.add(kz * part.ps + ky * part.rs);
-                    for kx in 0..K {
-                        let mut x = [s.zero(); NW];
-                        for (v, xv) in x.iter_mut().enumerate() {
-                            *xv = if ST == 1 {
-                                s.load(row.add(kx + v * lanes))
-                            } else {
-                                s.load_even(row.add(kx + 2 * v * lanes))
-                            };
-                        }
-                        // One broadcast per weight, reused by the NW vectors: a
-                        // broadcast memory operand on every FMA would cost one load
-                        // per FMA, more than the load ports sustain (module note).
-                        for (o, acc_o) in acc.iter_mut().enumerate() {
-                            let wv = s.splat(*w.add(o));
-                            for v in 0..NW {
-                                acc_o[v] = s.mul_add(wv, x[v], acc_o[v]);
-                            }
-                        }
-                        w = w.add(OC);
-                    }
-                }
-            }
-        }
-    }
-    // The epilogue walks the channels with a runtime bound (`valid_oc`), which indexes the
-    // accumulator array dynamically; if the compiler sees that, it keeps the whole array
-    // in memory and the inner loop stores every accumulator after every FMA (seen in the
-    // disassembly: about one stack store per FMA). Handing the finished array through
-    // `black_box` gives the epilogue its own copy, so `acc` above stays in registers.
-    let acc = std::hint::black_box(acc);
-    for (o, acc_o) in acc.iter().enumerate() {
-        if o >= t.valid_oc {
-            break;
-        }
-        let b = s.splat(*t.bias.add(o));
-        let out = t.output.add(o * job.out_cs);
-        let mut st = s.stats_zero();
-        for (v, &a) in acc_o.iter().enumerate() {
-            let n = if v == NW - 1 { t.last_lanes } else { lanes };
-            let p = out.add(v * lanes);
-            let mut r = s.add(a, b);
-            if job.accumulate {
-                r = s.add(r, s.load_n(p, n));
-            }
-            s.store_n(p, r, n);
-            if !t.stats.is_null() {
-                st = s.stats_add(st, r, n);
-            }
-        }
-        if !t.stats.is_null() {
-            let (sum, sq) = s.stats_reduce(st);
-            let at = t.stats.add(2 * o * job.out_d);
-            *at += sum;
-            *at.add(1) += sq;
-        }
-    }
-}

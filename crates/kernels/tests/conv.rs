@@ -11,7 +11,7 @@
 
 mod common;
 
-use brats_kernels::conv::{Conv3d, ConvSpec, Epilogue};
+use brats_kernels::conv::{Conv3d, ConvSpec, Epilogue, Vectorize};
 use brats_kernels::reference;
 use brats_kernels::{Isa, Layout, Tensor};
 use common::*;
@@ -26,8 +26,29 @@ struct Case {
     dims: (usize, usize, usize),
 }
 
-/// Runs one case on `isa` and checks it; returns the output for determinism checks.
+/// Runs one case on `isa` with each kernel (vectorized along W, across channels, and
+/// the automatic choice), checks each, and checks that they agree bit for bit (they sum
+/// in the same order); returns the output for determinism checks.
 fn check(isa: Isa, case: Case, seed: u64, epilogue: Epilogue) -> Vec<f32> {
+    let width = check_kernel(isa, case, seed, epilogue, Vectorize::Width);
+    for v in [Vectorize::Channels, Vectorize::Auto] {
+        let other = check_kernel(isa, case, seed, epilogue, v);
+        assert!(
+            width == other,
+            "{} {case:?}: {v:?} differs from the width kernel",
+            isa.name()
+        );
+    }
+    width
+}
+
+fn check_kernel(
+    isa: Isa,
+    case: Case,
+    seed: u64,
+    epilogue: Epilogue,
+    vectorize: Vectorize,
+) -> Vec<f32> {
     let Case {
         cin_g,
         cout_g,
@@ -47,7 +68,9 @@ fn check(isa: Isa, case: Case, seed: u64, epilogue: Epilogue) -> Vec<f32> {
     let x = random(seed, spec.cin * d * h * w);
     let weights = random(seed + 1, spec.weight_len());
     let bias = random(seed + 2, spec.cout);
-    let conv = Conv3d::new(isa, spec, &weights, Some(&bias)).unwrap();
+    let conv = Conv3d::new(isa, spec, &weights, Some(&bias))
+        .unwrap()
+        .with_vectorize(vectorize);
     let input = Tensor::from_dense(Layout::new(spec.cin, d, h, w, kernel / 2), &x).unwrap();
     let (od, oh, ow) = (
         spec.output_size(d),
@@ -97,7 +120,7 @@ fn check(isa: Isa, case: Case, seed: u64, epilogue: Epilogue) -> Vec<f32> {
                 .collect(),
         ),
     };
-    let what = format!("{} {case:?} {epilogue:?}", isa.name());
+    let what = format!("{} {case:?} {epilogue:?} {vectorize:?}", isa.name());
     assert_close(&what, got, &want, |i| {
         gamma(n) * magnitude[i] + U * want[i].abs() + 1e-30
     });
@@ -243,6 +266,23 @@ fn network_like_shapes_with_residual_epilogue() {
             Epilogue::Store,
         );
         check(isa, case(1, 8, 4, 3, 1, (3, 5, 31)), 405, Epilogue::Store);
+        // Three and five packed blocks per group (the channel kernel's last block alone),
+        // the net32 deep levels' 4- and 8-voxel rows, stride 2 onto them.
+        check(
+            isa,
+            case(5, 40, 2, 3, 1, (4, 5, 9)),
+            406,
+            Epilogue::Accumulate,
+        );
+        check(isa, case(7, 72, 1, 3, 2, (8, 8, 8)), 407, Epilogue::Store);
+        check(
+            isa,
+            case(32, 32, 4, 3, 1, (4, 4, 4)),
+            408,
+            Epilogue::Accumulate,
+        );
+        check(isa, case(16, 48, 4, 3, 1, (8, 8, 8)), 409, Epilogue::Store);
+        check(isa, case(40, 24, 1, 1, 1, (8, 8, 8)), 410, Epilogue::Store);
     }
 }
 
@@ -330,7 +370,6 @@ fn concatenated_inputs_match_one_dense_input() {
             let x = random(seed, cin * d * h * w);
             let weights = random(seed + 1, spec.weight_len());
             let bias = random(seed + 2, cout);
-            let conv = Conv3d::new(isa, spec, &weights, Some(&bias)).unwrap();
             // Each part in its own tensor, with different halos and channel offsets.
             let mut tensors = Vec::new();
             let mut at = 0;
@@ -349,17 +388,22 @@ fn concatenated_inputs_match_one_dense_input() {
                 .iter()
                 .map(|(t, i, c)| t.channels(*i, *c).unwrap())
                 .collect();
-            let mut out = Tensor::zeros(Layout::new(cout, d, h, w, 0));
-            conv.run_concat(&views, &mut out.view_mut(), Epilogue::Store)
-                .unwrap();
             let r = reference::conv3d(&x, cin, (d, h, w), &weights, Some(&bias), cout, 1, k, 1);
             let n = cin * k.pow(3) + 1;
-            assert_close(
-                &format!("{} concat {parts:?} k{k}", isa.name()),
-                &out.to_dense(),
-                &r.value,
-                |i| gamma(n) * r.magnitude[i] + 1e-30,
-            );
+            for vectorize in [Vectorize::Width, Vectorize::Channels] {
+                let conv = Conv3d::new(isa, spec, &weights, Some(&bias))
+                    .unwrap()
+                    .with_vectorize(vectorize);
+                let mut out = Tensor::zeros(Layout::new(cout, d, h, w, 0));
+                conv.run_concat(&views, &mut out.view_mut(), Epilogue::Store)
+                    .unwrap();
+                assert_close(
+                    &format!("{} concat {parts:?} k{k} {vectorize:?}", isa.name()),
+                    &out.to_dense(),
+                    &r.value,
+                    |i| gamma(n) * r.magnitude[i] + 1e-30,
+                );
+            }
         }
     }
     // Grouped convs take one part; parts must agree in size.

@@ -1,0 +1,302 @@
+//! The convolution vectorized across output channels: one register holds `LANES`
+//! output channels of one voxel, for the layers whose rows are too short to fill a vector
+//! along W (net32's and net64's deep levels: 4 and 8 voxels per row, a quarter and a half
+//! of an AVX-512 vector in the [`width`] kernel).
+//!
+//! A register tile is `NOC` vectors of output channels x `R` output rows x `C`
+//! consecutive columns. Per input channel and tap it loads `NOC` weight vectors (the
+//! packed block is already `LANES` channels wide, so they are plain loads) and broadcasts
+//! `R * C` input scalars, each feeding `NOC` FMAs. The input scalars are addressed from
+//! `R` row pointers with the column as a constant displacement, which keeps the address
+//! registers at `R` + 2 and makes the stride-2 convolutions no different from stride 1.
+//!
+//! - AVX-512 (32 registers): 2 x 3 x 4 (24 accumulators + 2 weights + 1 broadcast;
+//!   14 loads per 24 FMAs) and, for the last block of a group with an odd block count,
+//!   1 x 6 x 4.
+//! - AVX2 and portable (16 registers): 2 x 1 x 4 and 1 x 3 x 4.
+//!
+//! The summation order per output is the width kernel's (input channels, then taps, then
+//! the bias, then the old value for the accumulate epilogue), so both kernels give
+//! bit-identical outputs. A task is (group, `NOC` channel blocks, slab of output planes)
+//! and owns those channels' statistics for its planes, so the statistics are
+//! bit-identical for any thread count too. The last row tile of a task repeats its last
+//! valid row and the last column tile of a row overlaps its predecessor: the repeated
+//! voxels are computed and not stored.
+
+use super::{ConvSpec, Job, MAX_PARTS};
+use crate::isa::Kind;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::Avx512;
+use crate::simd::{Portable, Simd};
+use rayon::prelude::*;
+
+/// Columns of every tile shape: outputs narrower than this use the width kernel.
+const COLUMNS: usize = 4;
+
+/// Tasks a job is split into at least (when it has that many output planes), so that the
+/// threads stay balanced; a fixed number, so that the split does not depend on the thread
+/// count.
+const MIN_TASKS: usize = 16;
+
+/// Whether the channel kernel can compute this job.
+pub(super) fn fits(_isa: Kind, job: &Job) -> bool {
+    job.out_w >= COLUMNS
+}
+
+/// Whether the channel kernel is the faster of the two for this job (measured with
+/// `cargo bench -p brats-kernels`; see the module note of [`super`]).
+pub(super) fn preferred(isa: Kind, job: &Job, _spec: ConvSpec) -> bool {
+    let lanes = match isa {
+        Kind::Avx512 => 16,
+        Kind::Avx2 | Kind::Portable => 8,
+    };
+    job.out_w < lanes
+}
+
+/// Runs the whole job (see the module note for the task split).
+pub(super) fn run(isa: Kind, k: usize, s: usize, groups: usize, job: &Job) {
+    let chunks = job.n_pb.div_ceil(2);
+    let slabs = MIN_TASKS.div_ceil(groups * chunks).clamp(1, job.out_d);
+    let per_slab = job.out_d.div_ceil(slabs);
+    let slabs = job.out_d.div_ceil(per_slab);
+    (0..groups * chunks * slabs).into_par_iter().for_each(|t| {
+        let task = Task {
+            group: t / (chunks * slabs),
+            first_block: 2 * (t / slabs % chunks),
+            z_range: (
+                t % slabs * per_slab,
+                ((t % slabs + 1) * per_slab).min(job.out_d),
+            ),
+        };
+        // Safety: `Conv3d::run_inner` checked the channel counts, the input halo (every
+        // broadcast reads an input voxel of a valid output's receptive field, inside the
+        // halo) and the output size (every store lands in the output view's interior);
+        // `fits` checked that a row holds a whole tile. Tasks write disjoint output
+        // elements and statistics: each owns its (group, channel blocks, planes). The ISA
+        // was proven present when the `Isa` behind `isa` was obtained.
+        crate::trace::task(|| unsafe { run_task(isa, k, s, job, &task) })
+    });
+}
+
+/// What one task computes.
+struct Task {
+    group: usize,
+    /// The first of the (up to two) packed weight blocks of the task's output channels.
+    first_block: usize,
+    z_range: (usize, usize),
+}
+
+/// Calls the task body compiled for `isa`, kernel size `k` and stride `s`.
+///
+/// # Safety
+/// See [`run`]: the job's pointers must be valid for the shapes it describes and the ISA
+/// must be present.
+unsafe fn run_task(isa: Kind, k: usize, s: usize, job: &Job, task: &Task) {
+    match (isa, k, s) {
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx512, 3, 1) => task_avx512::<3, 1>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx512, 3, 2) => task_avx512::<3, 2>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx512, _, _) => task_avx512::<1, 1>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx2, 3, 1) => task_avx2::<3, 1>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx2, 3, 2) => task_avx2::<3, 2>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx2, _, _) => task_avx2::<1, 1>(job, task),
+        (_, 3, 1) => task_small_registers::<Portable, 3, 1>(Portable, job, task),
+        (_, 3, 2) => task_small_registers::<Portable, 3, 2>(Portable, job, task),
+        _ => task_small_registers::<Portable, 1, 1>(Portable, job, task),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn task_avx512<const K: usize, const ST: usize>(job: &Job, task: &Task) {
+    if task.first_block + 1 < job.n_pb {
+        task_body::<Avx512, 2, 3, K, ST>(Avx512, job, task)
+    } else {
+        task_body::<Avx512, 1, 6, K, ST>(Avx512, job, task)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn task_avx2<const K: usize, const ST: usize>(job: &Job, task: &Task) {
+    task_small_registers::<crate::simd::Avx2, K, ST>(crate::simd::Avx2, job, task)
+}
+
+/// The tile shapes for 16 vector registers.
+#[inline(always)]
+unsafe fn task_small_registers<S: Simd, const K: usize, const ST: usize>(
+    s: S,
+    job: &Job,
+    task: &Task,
+) {
+    if task.first_block + 1 < job.n_pb {
+        task_body::<S, 2, 1, K, ST>(s, job, task)
+    } else {
+        task_body::<S, 1, 3, K, ST>(s, job, task)
+    }
+}
+
+/// One task: all row tiles of its planes, each row in tiles of [`COLUMNS`] columns.
+#[inline(always)]
+unsafe fn task_body<S: Simd, const NOC: usize, const R: usize, const K: usize, const ST: usize>(
+    s: S,
+    job: &Job,
+    task: &Task,
+) {
+    let lanes = S::LANES;
+    let taps = K * K * K;
+    let g = task.group;
+    let oc0 = task.first_block * lanes;
+    let valid_oc = (job.cout_g - oc0).min(NOC * lanes);
+    let goc0 = g * job.cout_g + oc0;
+    let (z0, z1) = task.z_range;
+    let n_rows = (z1 - z0) * job.out_h;
+    let weights = job
+        .weights
+        .add((g * job.n_pb + task.first_block) * job.cin_g * taps * lanes);
+    let mut r0 = 0;
+    while r0 < n_rows {
+        let valid_rows = (n_rows - r0).min(R);
+        // (z, y) of each tile row; the rows past the end repeat the last valid one.
+        let zy: [(usize, usize); R] = std::array::from_fn(|j| {
+            let r = r0 + j.min(valid_rows - 1);
+            (z0 + r / job.out_h, r % job.out_h)
+        });
+        let mut xt = 0;
+        while xt < job.out_w {
+            let x0 = xt.min(job.out_w - COLUMNS);
+            let mut inputs = [[std::ptr::null(); R]; MAX_PARTS];
+            for (rows, part) in inputs.iter_mut().zip(&job.parts[..job.n_parts]) {
+                for (row, &(z, y)) in rows.iter_mut().zip(&zy) {
+                    *row = part.input.add(
+                        g * job.cin_g * part.cs + z * ST * part.ps + y * ST * part.rs + x0 * ST,
+                    );
+                }
+            }
+            let tile = Tile {
+                inputs,
+                outputs: zy.map(|(z, y)| {
+                    job.output
+                        .0
+                        .add(goc0 * job.out_cs + z * job.out_ps + y * job.out_rs + x0)
+                }),
+                planes: zy.map(|(z, _)| z),
+                weights,
+                bias: job.bias.add(goc0),
+                valid_oc,
+                valid_rows,
+                store_from: xt - x0,
+                stats: if job.stats.get().is_null() {
+                    std::ptr::null_mut()
+                } else {
+                    job.stats.get().add(2 * goc0 * job.out_d)
+                },
+            };
+            tile_kernel::<S, NOC, R, K, ST>(s, job, &tile);
+            xt += COLUMNS;
+        }
+        r0 += R;
+    }
+}
+
+struct Tile<const R: usize> {
+    /// Per input part and tile row: the input at the first tap of the tile's first column.
+    inputs: [[*const f32; R]; MAX_PARTS],
+    /// Per tile row: the output of the tile's first channel at its first column.
+    outputs: [*mut f32; R],
+    /// Output plane of each tile row (for the statistics).
+    planes: [usize; R],
+    /// Packed weights of the tile's first channel block.
+    weights: *const f32,
+    /// Bias of the tile's first channel.
+    bias: *const f32,
+    valid_oc: usize,
+    valid_rows: usize,
+    /// Columns before this one were stored by the previous tile of the row.
+    store_from: usize,
+    /// Null, or the statistics of the tile's first channel at plane 0; channel `o`,
+    /// plane `z` is at `2 * (o * out_d + z)`.
+    stats: *mut f64,
+}
+
+/// The register tile: `NOC * LANES` output channels x `R` rows x [`COLUMNS`] columns,
+/// summed over all input channels of the group and all taps, then stored with bias (and
+/// the old output value for the accumulate epilogue), channel by channel.
+#[inline(always)]
+unsafe fn tile_kernel<
+    S: Simd,
+    const NOC: usize,
+    const R: usize,
+    const K: usize,
+    const ST: usize,
+>(
+    s: S,
+    job: &Job,
+    t: &Tile<R>,
+) {
+    let lanes = S::LANES;
+    let block_stride = job.cin_g * K * K * K * lanes;
+    let mut acc = [[[s.zero(); COLUMNS]; R]; NOC];
+    let mut w = t.weights;
+    for (part, rows) in job.parts[..job.n_parts].iter().zip(&t.inputs) {
+        for ci in 0..part.channels {
+            for kz in 0..K {
+                for ky in 0..K {
+                    let offset = ci * part.cs + kz * part.ps + ky * part.rs;
+                    for kx in 0..K {
+                        let wv: [S::V; NOC] =
+                            std::array::from_fn(|n| s.load(w.add(n * block_stride)));
+                        for (acc_r, row) in (0..R).zip(rows) {
+                            let x_at = row.add(offset + kx);
+                            for c in 0..COLUMNS {
+                                let x = s.splat(*x_at.add(c * ST));
+                                for (acc_n, &wn) in acc.iter_mut().zip(&wv) {
+                                    acc_n[acc_r][c] = s.mul_add(wn, x, acc_n[acc_r][c]);
+                                }
+                            }
+                        }
+                        w = w.add(lanes);
+                    }
+                }
+            }
+        }
+    }
+    // As in the width kernel: the epilogue's runtime bounds must not make the compiler
+    // keep the accumulators in memory during the loop above.
+    let acc = std::hint::black_box(acc);
+    let mut lane_values = [0.0f32; 16];
+    for (n, acc_n) in acc.iter().enumerate() {
+        let first = n * lanes;
+        if first >= t.valid_oc {
+            break;
+        }
+        let n_oc = (t.valid_oc - first).min(lanes);
+        let b = s.load_n(t.bias.add(first), n_oc);
+        for (r, acc_r) in acc_n.iter().enumerate().take(t.valid_rows) {
+            let mut sums = [(0.0f64, 0.0f64); 16];
+            for (c, &a) in acc_r.iter().enumerate().skip(t.store_from) {
+                s.store(lane_values.as_mut_ptr(), s.add(a, b));
+                for (o, (&v, sum)) in lane_values.iter().zip(&mut sums).take(n_oc).enumerate() {
+                    let p = t.outputs[r].add((first + o) * job.out_cs + c);
+                    let v = if job.accumulate { v + *p } else { v };
+                    *p = v;
+                    let v = v as f64;
+                    sum.0 += v;
+                    sum.1 += v * v;
+                }
+            }
+            if !t.stats.is_null() {
+                for (o, &(sum, sq)) in sums.iter().take(n_oc).enumerate() {
+                    let at = t.stats.add(2 * ((first + o) * job.out_d + t.planes[r]));
+                    *at += sum;
+                    *at.add(1) += sq;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The convolution vectorized along the output row: one register holds `LANES`
+//! consecutive output voxels of a row, a register tile is `OC` output channels x `NW`
+//! vectors (AVX-512 8 x 3, AVX2 4 x 3, portable 4 x 2), the weights are broadcast. The
+//! kernel of every layer whose rows fill the vectors (the module note of [`super`] has
+//! the design and the measurements).
+//!
+//! `OC` is half the packed block of `LANES` output channels, so a tile reads its weights
+//! at a stride of `LANES` floats per tap, starting at the block's first or second half.
+
+use super::{Job, MAX_PARTS, WEIGHTS_INNER_LIMIT};
+use crate::isa::Kind;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::{Avx2, Avx512};
+use crate::simd::{Portable, Simd};
+use rayon::prelude::*;
+
+/// Output channels of the register tile for `isa`: half a packed block.
+fn tile_oc(isa: Kind) -> usize {
+    match isa {
+        Kind::Avx512 => 8,
+        Kind::Avx2 | Kind::Portable => 4,
+    }
+}
+
+/// What one task computes: some output planes of some channel sub-blocks of one group.
+struct Task {
+    group: usize,
+    /// Tile channel blocks (`OC` channels each) of the group.
+    ob_range: (usize, usize),
+    z_range: (usize, usize),
+}
+
+/// Runs the whole job: a task per (group, output plane), or per (group, tile channel
+/// block) when the group's weights exceed [`WEIGHTS_INNER_LIMIT`].
+pub(super) fn run(isa: Kind, k: usize, s: usize, groups: usize, job: &Job) {
+    let n_ob = job.cout_g.div_ceil(tile_oc(isa));
+    let lanes = 2 * tile_oc(isa);
+    let per_group_bytes = job.cin_g * k.pow(3) * job.n_pb * lanes * 4;
+    let oc_outer = per_group_bytes > WEIGHTS_INNER_LIMIT;
+    let tasks = if oc_outer {
+        groups * n_ob
+    } else {
+        groups * job.out_d
+    };
+    (0..tasks).into_par_iter().for_each(|t| {
+        let task = if oc_outer {
+            Task {
+                group: t / n_ob,
+                ob_range: (t % n_ob, t % n_ob + 1),
+                z_range: (0, job.out_d),
+            }
+        } else {
+            Task {
+                group: t / job.out_d,
+                ob_range: (0, n_ob),
+                z_range: (t % job.out_d, t % job.out_d + 1),
+            }
+        };
+        // Safety: `Conv3d::run_inner` checked the channel counts, the input halo (so
+        // every tap reads inside the buffer, with at most two vectors of over-read that
+        // the buffer slack covers) and the output size (so every store lands in the
+        // output view's interior). Tasks write disjoint output elements: each owns one
+        // (group, output plane) or one (group, channel block). The ISA was proven present
+        // when the `Isa` behind `isa` was obtained.
+        crate::trace::task(|| unsafe { run_task(isa, k, s, job, &task) })
+    });
+}
+
+/// Calls the task body compiled for `isa`, kernel size `k` and stride `s`.
+///
+/// # Safety
+/// See [`super::Conv3d::run`]: the job's pointers must be valid for the shapes it describes
+/// and the ISA must be present.
+unsafe fn run_task(isa: Kind, k: usize, s: usize, job: &Job, task: &Task) {
+    match (isa, k, s) {
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx512, 3, 1) => task_avx512::<3, 1>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx512, 3, 2) => task_avx512::<3, 2>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx512, _, _) => task_avx512::<1, 1>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx2, 3, 1) => task_avx2::<3, 1>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx2, 3, 2) => task_avx2::<3, 2>(job, task),
+        #[cfg(target_arch = "x86_64")]
+        (Kind::Avx2, _, _) => task_avx2::<1, 1>(job, task),
+        (_, 3, 1) => task_body::<Portable, 4, 2, 3, 1>(Portable, job, task),
+        (_, 3, 2) => task_body::<Portable, 4, 2, 3, 2>(Portable, job, task),
+        _ => task_body::<Portable, 4, 2, 1, 1>(Portable, job, task),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn task_avx512<const K: usize, const S: usize>(job: &Job, task: &Task) {
+    task_body::<Avx512, 8, 3, K, S>(Avx512, job, task)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn task_avx2<const K: usize, const S: usize>(job: &Job, task: &Task) {
+    task_body::<Avx2, 4, 3, K, S>(Avx2, job, task)
+}
+
+/// One task: every output row of the task's planes and channel blocks.
+#[inline(always)]
+unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, const ST: usize>(
+    s: S,
+    job: &Job,
+    task: &Task,
+) {
+    let lanes = S::LANES;
+    let step = NW * lanes;
+    let taps = K * K * K;
+    let g = task.group;
+    for zo in task.z_range.0..task.z_range.1 {
+        // Column by column (one W-tile wide), rows innermost: consecutive rows share 6 of
+        // their 9 input row segments per input channel, which then come from L1.
+        let mut x0 = 0;
+        while x0 < job.out_w {
+            let rem = job.out_w - x0;
+            let nv = if rem >= step { NW } else { rem.div_ceil(lanes) };
+            let last = (rem - (nv - 1) * lanes).min(lanes);
+            for yo in 0..job.out_h {
+                let mut in_rows = [std::ptr::null(); MAX_PARTS];
+                for (row, part) in in_rows.iter_mut().zip(&job.parts[..job.n_parts]) {
+                    *row = part
+                        .input
+                        .add(g * job.cin_g * part.cs + zo * ST * part.ps + yo * ST * part.rs);
+                }
+                let out_row = job.output.0.add(zo * job.out_ps + yo * job.out_rs);
+                for ob in task.ob_range.0..task.ob_range.1 {
+                    let oc0 = g * job.cout_g + ob * OC;
+                    // Tile block `ob` is half `ob % 2` of packed block `ob / 2`.
+                    let (pb, half) = (ob * OC / lanes, ob * OC % lanes);
+                    let block = (g * job.n_pb + pb) * job.cin_g * taps * lanes;
+                    let tile = Tile {
+                        inputs: in_rows.map(|r| r.wrapping_add(x0 * ST)),
+                        output: out_row.add(oc0 * job.out_cs + x0),
+                        weights: job.weights.add(block + half),
+                        bias: job.bias.add(oc0),
+                        valid_oc: (job.cout_g - ob * OC).min(OC),
+                        last_lanes: last,
+                        stats: if job.stats.get().is_null() {
+                            std::ptr::null_mut()
+                        } else {
+                            job.stats.get().add(2 * (oc0 * job.out_d + zo))
+                        },
+                    };
+                    match nv {
+                        1 => tile_kernel::<S, OC, 1, K, ST>(s, job, &tile),
+                        2 => tile_kernel::<S, OC, 2, K, ST>(s, job, &tile),
+                        _ => tile_kernel::<S, OC, NW, K, ST>(s, job, &tile),
+                    }
+                }
+            }
+            x0 += nv * lanes;
+        }
+    }
+}
+
+struct Tile {
+    inputs: [*const f32; MAX_PARTS],
+    output: *mut f32,
+    weights: *const f32,
+    bias: *const f32,
+    valid_oc: usize,
+    last_lanes: usize,
+    /// Null, or the statistics of output channel 0 of the tile at its plane; channel `o`
+    /// is `2 * o * out_d` further.
+    stats: *mut f64,
+}
+
+/// The register tile: `OC` output channels x `NW` vectors of one output row, summed over
+/// all input channels of the group and all taps, then stored with bias (and the old
+/// output value for [`Epilogue::Accumulate`]).
+#[inline(always)]
+unsafe fn tile_kernel<
+    S: Simd,
+    const OC: usize,
+    const NW: usize,
+    const K: usize,
+    const ST: usize,
+>(
+    s: S,
+    job: &Job,
+    t: &Tile,
+) {
+    let lanes = S::LANES;
+    let mut acc = [[s.zero(); NW]; OC];
+    let mut w = t.weights;
+    for (part, &input) in job.parts[..job.n_parts].iter().zip(&t.inputs) {
+        for ci in 0..part.channels {
+            let plane = input.add(ci * part.cs);
+            for kz in 0..K {
+                for ky in 0..K {
+                    let row = plane.add(kz * part.ps + ky * part.rs);
+                    for kx in 0..K {
+                        let mut x = [s.zero(); NW];
+                        for (v, xv) in x.iter_mut().enumerate() {
+                            *xv = if ST == 1 {
+                                s.load(row.add(kx + v * lanes))
+                            } else {
+                                s.load_even(row.add(kx + 2 * v * lanes))
+                            };
+                        }
+                        // One broadcast per weight, reused by the NW vectors: a
+                        // broadcast memory operand on every FMA would cost one load
+                        // per FMA, more than the load ports sustain (module note).
+                        for (o, acc_o) in acc.iter_mut().enumerate() {
+                            let wv = s.splat(*w.add(o));
+                            for v in 0..NW {
+                                acc_o[v] = s.mul_add(wv, x[v], acc_o[v]);
+                            }
+                        }
+                        w = w.add(lanes);
+                    }
+                }
+            }
+        }
+    }
+    // The epilogue walks the channels with a runtime bound (`valid_oc`), which indexes the
+    // accumulator array dynamically; if the compiler sees that, it keeps the whole array
+    // in memory and the inner loop stores every accumulator after every FMA (seen in the
+    // disassembly: about one stack store per FMA). Handing the finished array through
+    // `black_box` gives the epilogue its own copy, so `acc` above stays in registers.
+    let acc = std::hint::black_box(acc);
+    for (o, acc_o) in acc.iter().enumerate() {
+        if o >= t.valid_oc {
+            break;
+        }
+        let b = s.splat(*t.bias.add(o));
+        let out = t.output.add(o * job.out_cs);
+        let mut st = s.stats_zero();
+        for (v, &a) in acc_o.iter().enumerate() {
+            let n = if v == NW - 1 { t.last_lanes } else { lanes };
+            let p = out.add(v * lanes);
+            let mut r = s.add(a, b);
+            if job.accumulate {
+                r = s.add(r, s.load_n(p, n));
+            }
+            s.store_n(p, r, n);
+            if !t.stats.is_null() {
+                st = s.stats_add(st, r, n);
+            }
+        }
+        if !t.stats.is_null() {
+            let (sum, sq) = s.stats_reduce(st);
+            let at = t.stats.add(2 * o * job.out_d);
+            *at += sum;
+            *at.add(1) += sq;
+        }
+    }
+}
