@@ -10,9 +10,12 @@
 //! `R` row pointers with the column as a constant displacement, which keeps the address
 //! registers at `R` + 2 and makes the stride-2 convolutions no different from stride 1.
 //!
-//! - AVX-512 (32 registers): 2 x 3 x 4 (24 accumulators + 2 weights + 1 broadcast;
-//!   14 loads per 24 FMAs) and, for the last block of a group with an odd block count,
-//!   1 x 6 x 4.
+//! - AVX-512 (32 registers): 2 x 2 x 4 (16 accumulators + 2 weights; 10 loads per 16
+//!   FMAs) and, for the last block of a group with an odd block count, 1 x 4 x 4. Tiles
+//!   of 24 accumulators (2 x 3 x 4, 1 x 6 x 4) made the compiler spill accumulators to
+//!   the stack (12-68 zmm stores per 72 FMAs, `tools/check_conv_asm.sh`) and measured
+//!   slower on 1 thread: net32.pool3 105-110 against 132-137 GFLOP/s, net32.rb4
+//!   122-135 against 140-142.
 //! - AVX2 and portable (16 registers): 2 x 1 x 4 and 1 x 3 x 4.
 //!
 //! The summation order per output is the width kernel's (input channels, then taps, then
@@ -55,14 +58,16 @@ pub(super) fn preferred(isa: Kind, job: &Job, _spec: ConvSpec) -> bool {
 
 /// Runs the whole job (see the module note for the task split).
 pub(super) fn run(isa: Kind, k: usize, s: usize, groups: usize, job: &Job) {
-    let chunks = job.n_pb.div_ceil(2);
+    let chunk = chunk_blocks(isa);
+    let chunks = job.n_pb.div_ceil(chunk);
     let slabs = MIN_TASKS.div_ceil(groups * chunks).clamp(1, job.out_d);
     let per_slab = job.out_d.div_ceil(slabs);
     let slabs = job.out_d.div_ceil(per_slab);
     (0..groups * chunks * slabs).into_par_iter().for_each(|t| {
+        let first = chunk * (t / slabs % chunks);
         let task = Task {
             group: t / (chunks * slabs),
-            first_block: 2 * (t / slabs % chunks),
+            blocks: (first, (first + chunk).min(job.n_pb)),
             z_range: (
                 t % slabs * per_slab,
                 ((t % slabs + 1) * per_slab).min(job.out_d),
@@ -81,8 +86,8 @@ pub(super) fn run(isa: Kind, k: usize, s: usize, groups: usize, job: &Job) {
 /// What one task computes.
 struct Task {
     group: usize,
-    /// The first of the (up to two) packed weight blocks of the task's output channels.
-    first_block: usize,
+    /// The packed weight blocks (`LANES` output channels each) of the task.
+    blocks: (usize, usize),
     z_range: (usize, usize),
 }
 
@@ -111,13 +116,28 @@ unsafe fn run_task(isa: Kind, k: usize, s: usize, job: &Job, task: &Task) {
     }
 }
 
+/// Packed blocks per task: the widest tile's channel vectors. (Four vectors of channels
+/// x 3 rows x 2 columns loads less per FMA than 2 x 3 x 4, but measured slower: 150
+/// against 194 GFLOP/s on net32.rb4.conv, whose 16 tasks then each hold 1.8 MB of
+/// weights.)
+fn chunk_blocks(_isa: Kind) -> usize {
+    2
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn task_avx512<const K: usize, const ST: usize>(job: &Job, task: &Task) {
-    if task.first_block + 1 < job.n_pb {
-        task_body::<Avx512, 2, 3, K, ST>(Avx512, job, task)
-    } else {
-        task_body::<Avx512, 1, 6, K, ST>(Avx512, job, task)
+    let s = Avx512;
+    let mut b = task.blocks.0;
+    while b < task.blocks.1 {
+        let left = task.blocks.1 - b;
+        if left >= 2 {
+            task_body::<_, 2, 2, 4, K, ST>(s, job, task, b);
+            b += 2;
+        } else {
+            task_body::<_, 1, 4, 4, K, ST>(s, job, task, b);
+            b += 1;
+        }
     }
 }
 
@@ -134,31 +154,44 @@ unsafe fn task_small_registers<S: Simd, const K: usize, const ST: usize>(
     job: &Job,
     task: &Task,
 ) {
-    if task.first_block + 1 < job.n_pb {
-        task_body::<S, 2, 1, K, ST>(s, job, task)
-    } else {
-        task_body::<S, 1, 3, K, ST>(s, job, task)
+    let mut b = task.blocks.0;
+    while b < task.blocks.1 {
+        if task.blocks.1 - b >= 2 {
+            task_body::<S, 2, 1, 4, K, ST>(s, job, task, b);
+            b += 2;
+        } else {
+            task_body::<S, 1, 3, 4, K, ST>(s, job, task, b);
+            b += 1;
+        }
     }
 }
 
 /// One task: all row tiles of its planes, each row in tiles of [`COLUMNS`] columns.
 #[inline(always)]
-unsafe fn task_body<S: Simd, const NOC: usize, const R: usize, const K: usize, const ST: usize>(
+unsafe fn task_body<
+    S: Simd,
+    const NOC: usize,
+    const R: usize,
+    const C: usize,
+    const K: usize,
+    const ST: usize,
+>(
     s: S,
     job: &Job,
     task: &Task,
+    first_block: usize,
 ) {
     let lanes = S::LANES;
     let taps = K * K * K;
     let g = task.group;
-    let oc0 = task.first_block * lanes;
+    let oc0 = first_block * lanes;
     let valid_oc = (job.cout_g - oc0).min(NOC * lanes);
     let goc0 = g * job.cout_g + oc0;
     let (z0, z1) = task.z_range;
     let n_rows = (z1 - z0) * job.out_h;
     let weights = job
         .weights
-        .add((g * job.n_pb + task.first_block) * job.cin_g * taps * lanes);
+        .add((g * job.n_pb + first_block) * job.cin_g * taps * lanes);
     let mut r0 = 0;
     while r0 < n_rows {
         let valid_rows = (n_rows - r0).min(R);
@@ -169,7 +202,7 @@ unsafe fn task_body<S: Simd, const NOC: usize, const R: usize, const K: usize, c
         });
         let mut xt = 0;
         while xt < job.out_w {
-            let x0 = xt.min(job.out_w - COLUMNS);
+            let x0 = xt.min(job.out_w - C);
             let mut inputs = [[std::ptr::null(); R]; MAX_PARTS];
             for (rows, part) in inputs.iter_mut().zip(&job.parts[..job.n_parts]) {
                 for (row, &(z, y)) in rows.iter_mut().zip(&zy) {
@@ -197,8 +230,8 @@ unsafe fn task_body<S: Simd, const NOC: usize, const R: usize, const K: usize, c
                     job.stats.get().add(2 * goc0 * job.out_d)
                 },
             };
-            tile_kernel::<S, NOC, R, K, ST>(s, job, &tile);
-            xt += COLUMNS;
+            tile_kernel::<S, NOC, R, C, K, ST>(s, job, &tile);
+            xt += C;
         }
         r0 += R;
     }
@@ -232,6 +265,7 @@ unsafe fn tile_kernel<
     S: Simd,
     const NOC: usize,
     const R: usize,
+    const C: usize,
     const K: usize,
     const ST: usize,
 >(
@@ -241,7 +275,7 @@ unsafe fn tile_kernel<
 ) {
     let lanes = S::LANES;
     let block_stride = job.cin_g * K * K * K * lanes;
-    let mut acc = [[[s.zero(); COLUMNS]; R]; NOC];
+    let mut acc = [[[s.zero(); C]; R]; NOC];
     let mut w = t.weights;
     for (part, rows) in job.parts[..job.n_parts].iter().zip(&t.inputs) {
         for ci in 0..part.channels {
@@ -253,7 +287,7 @@ unsafe fn tile_kernel<
                             std::array::from_fn(|n| s.load(w.add(n * block_stride)));
                         for (acc_r, row) in (0..R).zip(rows) {
                             let x_at = row.add(offset + kx);
-                            for c in 0..COLUMNS {
+                            for c in 0..C {
                                 let x = s.splat(*x_at.add(c * ST));
                                 for (acc_n, &wn) in acc.iter_mut().zip(&wv) {
                                     acc_n[acc_r][c] = s.mul_add(wn, x, acc_n[acc_r][c]);

@@ -4,6 +4,11 @@
 //! kernel of every layer whose rows fill the vectors (the module note of [`super`] has
 //! the design and the measurements).
 //!
+//! Rows of at most one vector (W <= 16 on AVX-512: the 16³ levels) take `NW` consecutive
+//! rows per tile instead of `NW` vectors of one row; with one vector per tile the kernel
+//! had 8 accumulators and a weight load per 8 FMAs (net64.rb3.conv, 2 threads: 143-159
+//! GFLOP/s before, 245-290 after, in one noisy session).
+//!
 //! `OC` is half the packed block of `LANES` output channels, so a tile reads its weights
 //! at a stride of `LANES` floats per tap, starting at the block's first or second half.
 
@@ -112,9 +117,19 @@ unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, c
 ) {
     let lanes = S::LANES;
     let step = NW * lanes;
-    let taps = K * K * K;
-    let g = task.group;
     for zo in task.z_range.0..task.z_range.1 {
+        if job.out_w <= lanes {
+            // Rows of at most one vector: a tile is `NW` consecutive rows instead of `NW`
+            // vectors of one row (one row alone would leave 8 accumulators and a load
+            // per broadcast weight).
+            let mut yo = 0;
+            while yo < job.out_h {
+                let nv = (job.out_h - yo).min(NW);
+                row_tile::<S, OC, NW, K, ST, true>(s, job, task, zo, yo, 0, nv, job.out_w);
+                yo += nv;
+            }
+            continue;
+        }
         // Column by column (one W-tile wide), rows innermost: consecutive rows share 6 of
         // their 9 input row segments per input channel, which then come from L1.
         let mut x0 = 0;
@@ -123,45 +138,82 @@ unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, c
             let nv = if rem >= step { NW } else { rem.div_ceil(lanes) };
             let last = (rem - (nv - 1) * lanes).min(lanes);
             for yo in 0..job.out_h {
-                let mut in_rows = [std::ptr::null(); MAX_PARTS];
-                for (row, part) in in_rows.iter_mut().zip(&job.parts[..job.n_parts]) {
-                    *row = part
-                        .input
-                        .add(g * job.cin_g * part.cs + zo * ST * part.ps + yo * ST * part.rs);
-                }
-                let out_row = job.output.0.add(zo * job.out_ps + yo * job.out_rs);
-                for ob in task.ob_range.0..task.ob_range.1 {
-                    let oc0 = g * job.cout_g + ob * OC;
-                    // Tile block `ob` is half `ob % 2` of packed block `ob / 2`.
-                    let (pb, half) = (ob * OC / lanes, ob * OC % lanes);
-                    let block = (g * job.n_pb + pb) * job.cin_g * taps * lanes;
-                    let tile = Tile {
-                        inputs: in_rows.map(|r| r.wrapping_add(x0 * ST)),
-                        output: out_row.add(oc0 * job.out_cs + x0),
-                        weights: job.weights.add(block + half),
-                        bias: job.bias.add(oc0),
-                        valid_oc: (job.cout_g - ob * OC).min(OC),
-                        last_lanes: last,
-                        stats: if job.stats.get().is_null() {
-                            std::ptr::null_mut()
-                        } else {
-                            job.stats.get().add(2 * (oc0 * job.out_d + zo))
-                        },
-                    };
-                    match nv {
-                        1 => tile_kernel::<S, OC, 1, K, ST>(s, job, &tile),
-                        2 => tile_kernel::<S, OC, 2, K, ST>(s, job, &tile),
-                        _ => tile_kernel::<S, OC, NW, K, ST>(s, job, &tile),
-                    }
-                }
+                row_tile::<S, OC, NW, K, ST, false>(s, job, task, zo, yo, x0, nv, last);
             }
             x0 += nv * lanes;
         }
     }
 }
 
+/// Every channel block of the task on one tile: `nv` vectors from output voxel
+/// `(zo, yo, x0)`, along the row, or down the rows when `ROWS`. `last` lanes of the last
+/// vector (of every vector when `ROWS`) are stored.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn row_tile<
+    S: Simd,
+    const OC: usize,
+    const NW: usize,
+    const K: usize,
+    const ST: usize,
+    const ROWS: bool,
+>(
+    s: S,
+    job: &Job,
+    task: &Task,
+    zo: usize,
+    yo: usize,
+    x0: usize,
+    nv: usize,
+    last: usize,
+) {
+    let lanes = S::LANES;
+    let taps = K * K * K;
+    let g = task.group;
+    let mut in_rows = [std::ptr::null(); MAX_PARTS];
+    let mut in_steps = [0; MAX_PARTS];
+    for ((row, step), part) in in_rows
+        .iter_mut()
+        .zip(&mut in_steps)
+        .zip(&job.parts[..job.n_parts])
+    {
+        *row = part
+            .input
+            .add(g * job.cin_g * part.cs + zo * ST * part.ps + yo * ST * part.rs + x0 * ST);
+        *step = ST * part.rs;
+    }
+    let out_row = job.output.0.add(zo * job.out_ps + yo * job.out_rs);
+    for ob in task.ob_range.0..task.ob_range.1 {
+        let oc0 = g * job.cout_g + ob * OC;
+        // Tile block `ob` is half `ob % 2` of packed block `ob / 2`.
+        let (pb, half) = (ob * OC / lanes, ob * OC % lanes);
+        let block = (g * job.n_pb + pb) * job.cin_g * taps * lanes;
+        let tile = Tile {
+            inputs: in_rows,
+            input_row_steps: in_steps,
+            output: out_row.add(oc0 * job.out_cs + x0),
+            weights: job.weights.add(block + half),
+            bias: job.bias.add(oc0),
+            valid_oc: (job.cout_g - ob * OC).min(OC),
+            last_lanes: last,
+            stats: if job.stats.get().is_null() {
+                std::ptr::null_mut()
+            } else {
+                job.stats.get().add(2 * (oc0 * job.out_d + zo))
+            },
+        };
+        match nv {
+            1 => tile_kernel::<S, OC, 1, K, ST, ROWS>(s, job, &tile),
+            2 => tile_kernel::<S, OC, 2, K, ST, ROWS>(s, job, &tile),
+            _ => tile_kernel::<S, OC, NW, K, ST, ROWS>(s, job, &tile),
+        }
+    }
+}
+
 struct Tile {
     inputs: [*const f32; MAX_PARTS],
+    /// Per part: from one input row to the next output row's (the `ROWS` tiles).
+    input_row_steps: [usize; MAX_PARTS],
     output: *mut f32,
     weights: *const f32,
     bias: *const f32,
@@ -182,6 +234,7 @@ unsafe fn tile_kernel<
     const NW: usize,
     const K: usize,
     const ST: usize,
+    const ROWS: bool,
 >(
     s: S,
     job: &Job,
@@ -190,7 +243,13 @@ unsafe fn tile_kernel<
     let lanes = S::LANES;
     let mut acc = [[s.zero(); NW]; OC];
     let mut w = t.weights;
-    for (part, &input) in job.parts[..job.n_parts].iter().zip(&t.inputs) {
+    for ((part, &input), &row_step) in job.parts[..job.n_parts]
+        .iter()
+        .zip(&t.inputs)
+        .zip(&t.input_row_steps)
+    {
+        // Where vector `v` starts relative to vector 0.
+        let v_step = if ROWS { row_step } else { lanes * ST };
         for ci in 0..part.channels {
             let plane = input.add(ci * part.cs);
             for kz in 0..K {
@@ -200,9 +259,9 @@ unsafe fn tile_kernel<
                         let mut x = [s.zero(); NW];
                         for (v, xv) in x.iter_mut().enumerate() {
                             *xv = if ST == 1 {
-                                s.load(row.add(kx + v * lanes))
+                                s.load(row.add(kx + v * v_step))
                             } else {
-                                s.load_even(row.add(kx + 2 * v * lanes))
+                                s.load_even(row.add(kx + v * v_step))
                             };
                         }
                         // One broadcast per weight, reused by the NW vectors: a
@@ -234,8 +293,12 @@ unsafe fn tile_kernel<
         let out = t.output.add(o * job.out_cs);
         let mut st = s.stats_zero();
         for (v, &a) in acc_o.iter().enumerate() {
-            let n = if v == NW - 1 { t.last_lanes } else { lanes };
-            let p = out.add(v * lanes);
+            let n = if ROWS || v == NW - 1 {
+                t.last_lanes
+            } else {
+                lanes
+            };
+            let p = out.add(if ROWS { v * job.out_rs } else { v * lanes });
             let mut r = s.add(a, b);
             if job.accumulate {
                 r = s.add(r, s.load_n(p, n));
