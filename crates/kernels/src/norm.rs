@@ -19,10 +19,7 @@
 //! and rounded once; it reads a halo-free conv output and writes straight into the
 //! zero-halo input buffer of the next convolution.
 
-use crate::isa::{vectorized, Kind};
-#[cfg(target_arch = "x86_64")]
-use crate::simd::{Avx2, Avx512};
-use crate::simd::{Portable, Simd};
+use crate::isa::vectorized;
 use crate::tensor::{SharedMut, View, ViewMut};
 use crate::{Error, Isa};
 use rayon::prelude::*;
@@ -157,129 +154,36 @@ pub fn instance_norm(
     let (ic0, oc0) = (input.c0(), output.c0());
     let src = input.data();
     let dst = SharedMut(output.data_mut().as_mut_ptr());
-    let stream = streams(ol.len() * 4);
-    let kind = isa.kind();
     (0..il.c * il.d).into_par_iter().for_each(|t| {
         let (c, z) = (t / il.d, t % il.d);
         let (scale, shift) = affine[c];
-        let plane = Plane {
-            src: src[ib.index(ic0 + c, z, 0, 0)..].as_ptr(),
-            src_rs: ib.row_stride(),
-            // Safety (of the pointer arithmetic): the output view was checked to have the
-            // input's shape, so plane (c, z) of its interior lies inside its buffer.
-            dst: unsafe { dst.get().add(ob.index(oc0 + c, z, 0, 0)) },
-            dst_rs: ob.row_stride(),
-            h: il.h,
-            w: il.w,
-            scale,
-            shift,
-            relu,
-            stream,
-        };
-        // Safety: the plane's rows lie inside both buffers (shapes checked above); each
-        // task writes only its own (channel, plane) of the output. The ISA was proven
-        // present when `isa` was obtained.
-        crate::trace::task(|| unsafe { normalize_plane(kind, &plane) })
+        crate::trace::task(|| {
+            vectorized(
+                isa,
+                #[inline(always)]
+                || {
+                    for y in 0..il.h {
+                        let si = ib.index(ic0 + c, z, y, 0);
+                        let di = ob.index(oc0 + c, z, y, 0);
+                        let row = &src[si..si + il.w];
+                        // Safety: the output view was checked to have the input's shape, so row
+                        // (c, z, y) of its interior lies inside its buffer; each task writes only
+                        // its own (channel, plane).
+                        let out =
+                            unsafe { std::slice::from_raw_parts_mut(dst.get().add(di), il.w) };
+                        if relu {
+                            for (o, &x) in out.iter_mut().zip(row) {
+                                *o = (x * scale + shift).max(0.0);
+                            }
+                        } else {
+                            for (o, &x) in out.iter_mut().zip(row) {
+                                *o = x * scale + shift;
+                            }
+                        }
+                    }
+                },
+            )
+        })
     });
     Ok(())
-}
-
-/// Outputs larger than this are written with non-temporal stores: they exceed the caches
-/// anyway, and streaming them saves the read-for-ownership of every output line (the
-/// normalization moves 3 instead of 2 bytes per byte of output otherwise).
-const STREAM_MIN_BYTES: usize = 32 << 20;
-
-fn streams(bytes: usize) -> bool {
-    match std::env::var("BRATS_NT") {
-        Ok(v) => v == "1",
-        Err(_) => bytes >= STREAM_MIN_BYTES,
-    }
-}
-
-/// One (channel, plane) of [`instance_norm`], as raw pointers.
-struct Plane {
-    src: *const f32,
-    src_rs: usize,
-    dst: *mut f32,
-    dst_rs: usize,
-    h: usize,
-    w: usize,
-    scale: f32,
-    shift: f32,
-    relu: bool,
-    stream: bool,
-}
-
-/// # Safety
-/// The plane's `h` rows of `w` values must be readable at `src` and writable at `dst`
-/// (row strides as given), and `isa` present.
-unsafe fn normalize_plane(isa: Kind, p: &Plane) {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Kind::Avx512 => plane_avx512(p),
-        #[cfg(target_arch = "x86_64")]
-        Kind::Avx2 => plane_avx2(p),
-        _ => plane_body(Portable, p),
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn plane_avx512(p: &Plane) {
-    plane_body(Avx512, p)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn plane_avx2(p: &Plane) {
-    plane_body(Avx2, p)
-}
-
-/// `y = x * scale + shift` (a separate multiply and add, as the scalar form rounds),
-/// then `max(y, 0)` for ReLU; vectors in the middle of each row, scalars at its ends
-/// (up to the first aligned output vector when streaming).
-#[inline(always)]
-unsafe fn plane_body<S: Simd>(s: S, p: &Plane) {
-    let lanes = S::LANES;
-    let (scale, shift, zero) = (s.splat(p.scale), s.splat(p.shift), s.zero());
-    let one = |x: f32| {
-        let y = x * p.scale + p.shift;
-        if p.relu {
-            y.max(0.0)
-        } else {
-            y
-        }
-    };
-    for y in 0..p.h {
-        let src = p.src.add(y * p.src_rs);
-        let dst = p.dst.add(y * p.dst_rs);
-        let head = if p.stream {
-            let misaligned = (dst as usize / 4) % lanes;
-            ((lanes - misaligned) % lanes).min(p.w)
-        } else {
-            0
-        };
-        for i in 0..head {
-            *dst.add(i) = one(*src.add(i));
-        }
-        let mut i = head;
-        while i + lanes <= p.w {
-            let mut v = s.add(s.mul(s.load(src.add(i)), scale), shift);
-            if p.relu {
-                v = s.max(v, zero);
-            }
-            if p.stream {
-                s.stream(dst.add(i), v);
-            } else {
-                s.store(dst.add(i), v);
-            }
-            i += lanes;
-        }
-        for i in i..p.w {
-            *dst.add(i) = one(*src.add(i));
-        }
-    }
-    if p.stream {
-        s.stream_fence();
-    }
 }

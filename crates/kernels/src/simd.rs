@@ -28,9 +28,6 @@ pub(crate) unsafe trait Simd: Copy {
     /// `a * b + c`, fused where the ISA has FMA.
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
-    fn mul(self, a: Self::V, b: Self::V) -> Self::V;
-    /// Lane-wise `max(a, b)`; a NaN in `a` gives `b` (as `f32::max(nan, b)` does).
-    fn max(self, a: Self::V, b: Self::V) -> Self::V;
 
     /// Zero statistics accumulators.
     fn stats_zero(self) -> Self::Stats;
@@ -62,21 +59,6 @@ pub(crate) unsafe trait Simd: Copy {
     /// # Safety
     /// `p .. p + n` must be writable.
     unsafe fn store_first(self, p: *mut f32, v: Self::V, n: usize);
-
-    /// Stores all lanes to `p` with a non-temporal hint (around the caches: a large
-    /// output that is not read again soon then costs no read-for-ownership). Call
-    /// [`Simd::stream_fence`] before other threads read what was streamed.
-    ///
-    /// # Safety
-    /// `p .. p + LANES` must be writable and `p` aligned to the vector size.
-    #[inline(always)]
-    unsafe fn stream(self, p: *mut f32, v: Self::V) {
-        self.store(p, v)
-    }
-
-    /// Orders the non-temporal stores of [`Simd::stream`] before later stores.
-    #[inline(always)]
-    fn stream_fence(self) {}
 
     /// `acc + (*w) * x`: the broadcast-weight FMA of the convolution inner loops.
     ///
@@ -179,15 +161,6 @@ unsafe impl Simd for Portable {
         a + b
     }
     #[inline(always)]
-    fn mul(self, a: Self::V, b: Self::V) -> Self::V {
-        a * b
-    }
-    #[inline(always)]
-    fn max(self, a: Self::V, b: Self::V) -> Self::V {
-        let (a, b) = (a.to_array(), b.to_array());
-        wide::f32x8::from(std::array::from_fn::<f32, 8, _>(|i| a[i].max(b[i])))
-    }
-    #[inline(always)]
     unsafe fn load(self, p: *const f32) -> Self::V {
         // Safety: the caller guarantees 8 readable floats at `p`.
         wide::f32x8::from(std::ptr::read_unaligned(p as *const [f32; 8]))
@@ -284,26 +257,6 @@ mod x86 {
             unsafe { _mm256_add_ps(a, b) }
         }
         #[inline(always)]
-        fn mul(self, a: __m256, b: __m256) -> __m256 {
-            // Safety: AVX is present.
-            unsafe { _mm256_mul_ps(a, b) }
-        }
-        #[inline(always)]
-        fn max(self, a: __m256, b: __m256) -> __m256 {
-            // Safety: AVX is present. maxps returns the second operand when either is
-            // NaN, so `b` goes second for f32::max's treatment of a NaN `a`.
-            unsafe { _mm256_max_ps(a, b) }
-        }
-        #[inline(always)]
-        unsafe fn stream(self, p: *mut f32, v: __m256) {
-            _mm256_stream_ps(p, v)
-        }
-        #[inline(always)]
-        fn stream_fence(self) {
-            // Safety: SSE is part of x86-64.
-            unsafe { _mm_sfence() }
-        }
-        #[inline(always)]
         unsafe fn load(self, p: *const f32) -> __m256 {
             _mm256_loadu_ps(p)
         }
@@ -395,25 +348,6 @@ mod x86 {
         fn add(self, a: __m512, b: __m512) -> __m512 {
             // Safety: as above.
             unsafe { _mm512_add_ps(a, b) }
-        }
-        #[inline(always)]
-        fn mul(self, a: __m512, b: __m512) -> __m512 {
-            // Safety: as above.
-            unsafe { _mm512_mul_ps(a, b) }
-        }
-        #[inline(always)]
-        fn max(self, a: __m512, b: __m512) -> __m512 {
-            // Safety: as above. vmaxps returns the second operand when either is NaN.
-            unsafe { _mm512_max_ps(a, b) }
-        }
-        #[inline(always)]
-        unsafe fn stream(self, p: *mut f32, v: __m512) {
-            _mm512_stream_ps(p, v)
-        }
-        #[inline(always)]
-        fn stream_fence(self) {
-            // Safety: SSE is part of x86-64.
-            unsafe { _mm_sfence() }
         }
         #[inline(always)]
         unsafe fn load(self, p: *const f32) -> __m512 {
