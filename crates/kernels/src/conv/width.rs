@@ -4,10 +4,11 @@
 //! kernel of every layer whose rows fill the vectors (the module note of [`super`] has
 //! the design and the measurements).
 //!
-//! Rows of at most one vector (W <= 16 on AVX-512: the 16³ levels) take `NW` consecutive
-//! rows per tile instead of `NW` vectors of one row; with one vector per tile the kernel
-//! had 8 accumulators and a weight load per 8 FMAs (net64.rb3.conv, 2 threads: 143-159
-//! GFLOP/s before, 245-290 after, in one noisy session).
+//! Columns one vector wide (rows of at most 16 voxels on AVX-512, the 16³ levels, and the
+//! last 16 of a 64-voxel row) take `NW` consecutive rows per tile instead of `NW` vectors
+//! of one row; with one vector per tile the kernel had 8 accumulators and a weight load
+//! per 8 FMAs (net64.rb3.conv, 2 threads: 143-159 GFLOP/s before, 245-290 after, in one
+//! noisy session).
 //!
 //! `OC` is half the packed block of `LANES` output channels, so a tile reads its weights
 //! at a stride of `LANES` floats per tap, starting at the block's first or second half.
@@ -118,18 +119,6 @@ unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, c
     let lanes = S::LANES;
     let step = NW * lanes;
     for zo in task.z_range.0..task.z_range.1 {
-        if job.out_w <= lanes {
-            // Rows of at most one vector: a tile is `NW` consecutive rows instead of `NW`
-            // vectors of one row (one row alone would leave 8 accumulators and a load
-            // per broadcast weight).
-            let mut yo = 0;
-            while yo < job.out_h {
-                let nv = (job.out_h - yo).min(NW);
-                row_tile::<S, OC, NW, K, ST, true>(s, job, task, zo, yo, 0, nv, job.out_w);
-                yo += nv;
-            }
-            continue;
-        }
         // Column by column (one W-tile wide), rows innermost: consecutive rows share 6 of
         // their 9 input row segments per input channel, which then come from L1.
         let mut x0 = 0;
@@ -137,8 +126,21 @@ unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, c
             let rem = job.out_w - x0;
             let nv = if rem >= step { NW } else { rem.div_ceil(lanes) };
             let last = (rem - (nv - 1) * lanes).min(lanes);
-            for yo in 0..job.out_h {
-                row_tile::<S, OC, NW, K, ST, false>(s, job, task, zo, yo, x0, nv, last);
+            if nv == 1 {
+                // A column one vector wide (all of a row of at most `LANES`, or the end of
+                // a longer one): a tile is `NW` consecutive rows of it instead of one
+                // vector, which alone would leave 8 accumulators and a load per broadcast
+                // weight.
+                let mut yo = 0;
+                while yo < job.out_h {
+                    let rows = (job.out_h - yo).min(NW);
+                    row_tile::<S, OC, NW, K, ST, true>(s, job, task, zo, yo, x0, rows, last);
+                    yo += rows;
+                }
+            } else {
+                for yo in 0..job.out_h {
+                    row_tile::<S, OC, NW, K, ST, false>(s, job, task, zo, yo, x0, nv, last);
+                }
             }
             x0 += nv * lanes;
         }
