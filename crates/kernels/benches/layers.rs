@@ -21,6 +21,7 @@ struct ConvCase {
     groups: usize,
     cin_g: usize,
     cout_g: usize,
+    kernel: usize,
     stride: usize,
     side: usize,
     /// Also time both kernels forced (`<id>.width`, `<id>.channels`): the layers whose
@@ -34,6 +35,7 @@ const CONVS: &[ConvCase] = &[
         groups: 4,
         cin_g: 8,
         cout_g: 8,
+        kernel: 3,
         stride: 1,
         side: 128,
         compare: false,
@@ -43,6 +45,7 @@ const CONVS: &[ConvCase] = &[
         groups: 1,
         cin_g: 16,
         cout_g: 16,
+        kernel: 3,
         stride: 1,
         side: 128,
         compare: false,
@@ -52,6 +55,7 @@ const CONVS: &[ConvCase] = &[
         groups: 4,
         cin_g: 16,
         cout_g: 16,
+        kernel: 3,
         stride: 1,
         side: 64,
         compare: false,
@@ -61,6 +65,7 @@ const CONVS: &[ConvCase] = &[
         groups: 1,
         cin_g: 32,
         cout_g: 32,
+        kernel: 3,
         stride: 1,
         side: 64,
         compare: false,
@@ -70,7 +75,18 @@ const CONVS: &[ConvCase] = &[
         groups: 4,
         cin_g: 8,
         cout_g: 16,
+        kernel: 3,
         stride: 2,
+        side: 128,
+        compare: false,
+    },
+    ConvCase {
+        id: "net128.c2",
+        groups: 1,
+        cin_g: 24,
+        cout_g: 16,
+        kernel: 1,
+        stride: 1,
         side: 128,
         compare: false,
     },
@@ -79,6 +95,7 @@ const CONVS: &[ConvCase] = &[
         groups: 4,
         cin_g: 16,
         cout_g: 32,
+        kernel: 3,
         stride: 2,
         side: 64,
         compare: true,
@@ -88,6 +105,7 @@ const CONVS: &[ConvCase] = &[
         groups: 4,
         cin_g: 64,
         cout_g: 64,
+        kernel: 3,
         stride: 1,
         side: 16,
         compare: true,
@@ -97,6 +115,7 @@ const CONVS: &[ConvCase] = &[
         groups: 4,
         cin_g: 128,
         cout_g: 128,
+        kernel: 3,
         stride: 1,
         side: 8,
         compare: true,
@@ -106,6 +125,7 @@ const CONVS: &[ConvCase] = &[
         groups: 4,
         cin_g: 128,
         cout_g: 256,
+        kernel: 3,
         stride: 2,
         side: 8,
         compare: true,
@@ -115,6 +135,7 @@ const CONVS: &[ConvCase] = &[
         groups: 4,
         cin_g: 256,
         cout_g: 256,
+        kernel: 3,
         stride: 1,
         side: 4,
         compare: true,
@@ -151,14 +172,14 @@ fn layers(c: &mut Criterion) {
                     cin: case.groups * case.cin_g,
                     cout: case.groups * case.cout_g,
                     groups: case.groups,
-                    kernel: 3,
+                    kernel: case.kernel,
                     stride: case.stride,
                 };
                 let weights: Vec<f32> = (0..spec.weight_len())
                     .map(|i| ((i % 17) as f32 - 8.0) * 0.01)
                     .collect();
                 let s = case.side;
-                let mut input = Tensor::zeros(Layout::new(spec.cin, s, s, s, 1));
+                let mut input = Tensor::zeros(Layout::new(spec.cin, s, s, s, case.kernel / 2));
                 fill(&mut input);
                 let o = spec.output_size(s);
                 let mut out = Tensor::zeros(Layout::new(spec.cout, o, o, o, 0));

@@ -72,6 +72,13 @@
 //! cache lines, plus `OC` broadcasts for `OC * NW` FMAs) and L2 traffic for the input rows
 //! of a new column. `tools/check_conv_asm.sh` checks the generated code for accumulator
 //! spills; the spill above cost half the speed without failing any test.
+//!
+//! Tried and not kept (no gain measured, criterion baselines, one and two threads):
+//! software prefetch of the next output row's new input rows (rb1 1t 118-122 without,
+//! 99-117 with); rows outermost for the 1x1 and stride-2 convolutions, which reuse little
+//! of a column's rows (net128.pool1 92-98 either way on 1 thread; net128.c2, a 1x1 over
+//! 24 channels at 128³, 55-57 GFLOP/s either way on 2 threads: memory-bound, about
+//! 16 GB/s); a row-blocked task split for L2 reuse at 128³.
 
 use crate::isa::Kind;
 use crate::norm::ChannelStats;

@@ -18,6 +18,11 @@
 //! `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale` computed in f64
 //! and rounded once; it reads a halo-free conv output and writes straight into the
 //! zero-halo input buffer of the next convolution.
+//!
+//! It runs at about the machine's streaming rate (a 32-channel 128³ norm in 31-37 ms on
+//! two threads, ~15 GB/s read + write). Measured and not kept: non-temporal stores for
+//! outputs over 32 MB (whole pass unchanged: ratio 1.006 over 6 alternating pairs), and
+//! normalizing the residual block's second norm in place (norm2 total 57-68 ms either way).
 
 use crate::isa::vectorized;
 use crate::tensor::{SharedMut, View, ViewMut};
