@@ -17,6 +17,10 @@
 //!   deeper encoder blocks also run group by group, so `p` and `t` hold one group.
 //! - **No concatenation buffers.** The 1x1 convs over `concat(up, skip, cascade)` read
 //!   their input channels part by part (`Conv3d::run_concat`).
+//! - **The group max is folded into the encoder blocks' last conv.** Each part's conv2
+//!   writes its output and, in the same epilogue, copies it (first group) or takes the
+//!   maximum with it (the others) into the skip (`Conv3d::run_with_max`): no pass that
+//!   reads a block's whole output again (the separate pass at 128³ read 268 MB).
 //! - **Only the group-maxed skips are kept** (4x smaller than the encoder outputs), and the
 //!   upsampled tensors borrow `t`, which is free between blocks.
 //! - **Tensors whose lifetimes end before a larger one starts share its buffer.** The
@@ -590,6 +594,7 @@ fn residual_part(
     p: &mut Slot,
     t: &mut Slot,
     isa: Isa,
+    skip: SkipMax,
 ) -> Result<()> {
     let xl = x.view_layout();
     let padded = xl.with(xl.c, 1);
@@ -628,14 +633,87 @@ fn residual_part(
             &mut p.get(padded),
         )
     })?;
-    run_conv(
-        rec,
-        &|| format!("{name}.conv2"),
-        &part.conv2,
-        &p.view(),
-        x,
-        Epilogue::Accumulate,
-    )
+    let n2 = || format!("{name}.conv2");
+    match skip {
+        SkipMax::None => run_conv(rec, &n2, &part.conv2, &p.view(), x, Epilogue::Accumulate),
+        SkipMax::InP { offset, first } => {
+            let (input, mut max) = p.read_write(0, offset, xl.with(xl.c, 0));
+            run_conv_max(rec, &n2, &part.conv2, &input, x, &mut max, first)
+        }
+        SkipMax::InT { offset, first } => run_conv_max(
+            rec,
+            &n2,
+            &part.conv2,
+            &p.view(),
+            x,
+            &mut t.get_at(offset, xl.with(xl.c, 0)),
+            first,
+        ),
+        SkipMax::In { slot, first } => run_conv_max(
+            rec,
+            &n2,
+            &part.conv2,
+            &p.view(),
+            x,
+            &mut slot.get(xl.with(xl.c, 0)),
+            first,
+        ),
+    }
+}
+
+/// Where a residual part's conv2 folds the block's group max (the encoder's skips and
+/// its bottom), in the epilogue instead of a pass over the block's output: `first` for
+/// the block's first part (a copy), the maximum for the others.
+enum SkipMax<'a> {
+    None,
+    /// In the part's own scratch slot `p`, at `offset` (skip2, above the scratch).
+    InP {
+        offset: usize,
+        first: bool,
+    },
+    /// In `t` at `offset` (skip1).
+    InT {
+        offset: usize,
+        first: bool,
+    },
+    /// At offset 0 of a slot of its own.
+    In {
+        slot: &'a mut Slot,
+        first: bool,
+    },
+}
+
+/// Where a whole residual block's group max goes (see [`SkipMax`]).
+enum BlockMax<'a> {
+    InT(usize),
+    In(&'a mut Slot),
+}
+
+/// [`run_conv`] (accumulating) that also folds its output into `max` (see [`SkipMax`]).
+fn run_conv_max(
+    rec: &mut Recorder,
+    name: &dyn Fn() -> String,
+    conv: &Conv3d,
+    input: &View,
+    output: &mut ViewMut,
+    max: &mut ViewMut,
+    first: bool,
+) -> Result<()> {
+    let ol = output.view_layout();
+    let s = conv.spec();
+    // The residual read and write, the max tensor's read (after the first part) and write.
+    let bytes = bytes_of(&[input.view_layout(), ol, ol, ol])
+        + if first { 0 } else { bytes_of(&[ol]) }
+        + (s.weight_len() * 4) as u64;
+    rec.layer(
+        name,
+        conv_event(conv),
+        ol,
+        s.flops(ol.voxels()),
+        bytes,
+        || conv.run_with_max(input, output, Epilogue::Accumulate, max, first),
+    )?;
+    Ok(())
 }
 
 /// A whole residual block on `x`, group by group.
@@ -648,9 +726,26 @@ fn residual_block(
     p: &mut Slot,
     t: &mut Slot,
     isa: Isa,
+    mut max: Option<BlockMax>,
 ) -> Result<()> {
     let cg = rb.channels / rb.parts.len();
+    if max.is_some() && rb.parts.len() != GROUPS {
+        return Err(GraphError(format!(
+            "{}: the group max needs the block in {GROUPS} parts, it has {}",
+            rb.name,
+            rb.parts.len()
+        )));
+    }
     for (g, part) in rb.parts.iter().enumerate() {
+        let first = g == 0;
+        let skip = match &mut max {
+            None => SkipMax::None,
+            Some(BlockMax::InT(offset)) => SkipMax::InT {
+                offset: *offset,
+                first,
+            },
+            Some(BlockMax::In(slot)) => SkipMax::In { slot, first },
+        };
         residual_part(
             rec,
             &rb.name,
@@ -660,6 +755,7 @@ fn residual_block(
             p,
             t,
             isa,
+            skip,
         )?;
     }
     Ok(())
@@ -674,25 +770,6 @@ fn run_pointwise(
     output: &mut ViewMut,
 ) -> Result<Vec<ChannelStats>> {
     run_conv_stats(rec, &|| pw.name.clone(), &pw.conv, inputs, output)
-}
-
-fn group_max(
-    rec: &mut Recorder,
-    name: &dyn Fn() -> String,
-    isa: Isa,
-    x: &View,
-    out: &mut ViewMut,
-) -> Result<()> {
-    let ol = out.view_layout();
-    rec.layer(
-        name,
-        LayerKind::Other,
-        ol,
-        0,
-        bytes_of(&[x.view_layout(), ol]),
-        || elementwise::group_max(isa, GROUPS, x, out),
-    )?;
-    Ok(())
 }
 
 impl UNet {
@@ -726,6 +803,7 @@ impl UNet {
                 &mut xg,
             )?;
             rec.tensor(&|| format!("{net}.conv1"), g * f, &xg.as_view());
+            // skip2 = the running max of the groups' rb1 outputs, folded in by conv2.
             residual_part(
                 rec,
                 &self.rb1.name,
@@ -735,30 +813,13 @@ impl UNet {
                 &mut w.p,
                 &mut w.t,
                 isa,
+                SkipMax::InP {
+                    offset: off.skip2,
+                    first: g == 0,
+                },
             )?;
             let xv = w.stream.view();
             rec.tensor(&|| format!("{net}.rb1"), g * f, &xv);
-            let mut skip = w.p.get_at(off.skip2, lvl(0, f, 0));
-            let name = || format!("{net}.skip2");
-            if g == 0 {
-                rec.layer(
-                    &name,
-                    LayerKind::Other,
-                    lvl(0, f, 0),
-                    0,
-                    bytes_of(&[lvl(0, 2 * f, 0)]),
-                    || elementwise::group_max(isa, 1, &xv, &mut skip),
-                )?;
-            } else {
-                rec.layer(
-                    &name,
-                    LayerKind::Other,
-                    lvl(0, f, 0),
-                    0,
-                    bytes_of(&[lvl(0, 3 * f, 0)]),
-                    || elementwise::max_assign(isa, &xv, &mut skip),
-                )?;
-            }
             let (xv, mut x2) = w.stream.read_write(0, off.level2, lvl(1, 8 * f, 1));
             x2_stats.extend(run_conv_stats(
                 rec,
@@ -779,13 +840,7 @@ impl UNet {
             &mut w.p,
             &mut w.t,
             isa,
-        )?;
-        group_max(
-            rec,
-            &|| format!("{net}.skip1"),
-            isa,
-            &w.stream.view_at(off.level2),
-            &mut w.t.get_at(off.skip1, lvl(1, 2 * f, 0)),
+            Some(BlockMax::InT(off.skip1)),
         )?;
         let x3_stats = run_conv_stats(
             rec,
@@ -802,13 +857,7 @@ impl UNet {
             &mut w.p,
             &mut w.t,
             isa,
-        )?;
-        group_max(
-            rec,
-            &|| format!("{net}.skip0"),
-            isa,
-            &w.level3.view(),
-            &mut w.skip0.get(lvl(2, 4 * f, 0)),
+            Some(BlockMax::In(&mut w.skip0)),
         )?;
         let x4_stats = run_conv_stats(
             rec,
@@ -825,13 +874,7 @@ impl UNet {
             &mut w.p,
             &mut w.t,
             isa,
-        )?;
-        group_max(
-            rec,
-            &|| format!("{net}.gmax4"),
-            isa,
-            &w.level4.view(),
-            &mut w.bottom.get(lvl(3, 8 * f, 0)),
+            Some(BlockMax::In(&mut w.bottom)),
         )?;
 
         // Decoder.
@@ -875,6 +918,7 @@ impl UNet {
             &mut w.p,
             &mut w.t,
             isa,
+            None,
         )?;
         up(
             rec,
@@ -901,6 +945,7 @@ impl UNet {
             &mut w.p,
             &mut w.t,
             isa,
+            None,
         )?;
         up(
             rec,
@@ -924,6 +969,7 @@ impl UNet {
             &mut w.p,
             &mut w.t,
             isa,
+            None,
         )?;
         rec.tensor(&|| format!("{net}.rb7"), 0, &w.stream.view());
         run_conv(

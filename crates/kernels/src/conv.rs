@@ -263,7 +263,28 @@ impl Conv3d {
     /// Runs the convolution of `input` into `output`. The input needs a halo of at least
     /// 1 for kernel 3; the output may have any halo (its halo is not written).
     pub fn run(&self, input: &View, output: &mut ViewMut, epilogue: Epilogue) -> Result<(), Error> {
-        self.run_inner(std::slice::from_ref(input), output, epilogue, None)
+        self.run_inner(std::slice::from_ref(input), output, epilogue, None, None)
+    }
+
+    /// [`Conv3d::run`], also folding what it writes into `max` (same channels and size):
+    /// `max = out` when `first`, `max = max(max, out)` otherwise. The encoder's group max
+    /// of a residual block's output (`out[c] = max_g x[g*C/4 + c]`) then costs no extra
+    /// pass over the block's output when the block runs group by group.
+    pub fn run_with_max(
+        &self,
+        input: &View,
+        output: &mut ViewMut,
+        epilogue: Epilogue,
+        max: &mut ViewMut,
+        first: bool,
+    ) -> Result<(), Error> {
+        self.run_inner(
+            std::slice::from_ref(input),
+            output,
+            epilogue,
+            None,
+            Some((max, first)),
+        )
     }
 
     /// [`Conv3d::run`], also returning the per-channel mean and population variance of
@@ -287,7 +308,7 @@ impl Conv3d {
     ) -> Result<Vec<ChannelStats>, Error> {
         let ol = output.view_layout();
         let mut partial = vec![0.0f64; 2 * ol.c * ol.d];
-        self.run_inner(inputs, output, epilogue, Some(&mut partial))?;
+        self.run_inner(inputs, output, epilogue, Some(&mut partial), None)?;
         // Partial sums are per (channel, plane); add the planes in order.
         let n = ol.voxels() as f64;
         Ok(partial
@@ -315,7 +336,7 @@ impl Conv3d {
         output: &mut ViewMut,
         epilogue: Epilogue,
     ) -> Result<(), Error> {
-        self.run_inner(inputs, output, epilogue, None)
+        self.run_inner(inputs, output, epilogue, None, None)
     }
 
     /// `stats`, when given, has two f64 per (output channel, output plane) and receives
@@ -326,6 +347,7 @@ impl Conv3d {
         output: &mut ViewMut,
         epilogue: Epilogue,
         stats: Option<&mut [f64]>,
+        max: Option<(&mut ViewMut, bool)>,
     ) -> Result<(), Error> {
         let spec = self.spec;
         let ol = output.view_layout();
@@ -419,6 +441,30 @@ impl Conv3d {
             weights: self.packed.as_ptr(),
             bias: self.bias.as_ptr(),
             accumulate: epilogue == Epilogue::Accumulate,
+            max: match max {
+                Some((m, first)) => {
+                    let ml = m.view_layout();
+                    if ml.c != ol.c || !ml.same_spatial(&ol) {
+                        return fail(format!("max output is {ml}, the output {ol}"));
+                    }
+                    let mb = m.buffer_layout();
+                    let origin = mb.index(m.c0(), 0, 0, 0);
+                    MaxOut {
+                        data: SharedMut(m.data_mut()[origin..].as_mut_ptr()),
+                        cs: mb.channel_stride(),
+                        ps: mb.plane_stride(),
+                        rs: mb.row_stride(),
+                        first,
+                    }
+                }
+                None => MaxOut {
+                    data: SharedMut(std::ptr::null_mut()),
+                    cs: 0,
+                    ps: 0,
+                    rs: 0,
+                    first: false,
+                },
+            },
             stats: SharedMut(match stats {
                 Some(st) if st.len() == 2 * ol.c * ol.d => st.as_mut_ptr(),
                 Some(_) => return fail("statistics buffer has the wrong size".into()),
@@ -477,6 +523,31 @@ pub(crate) struct Job {
     pub(crate) accumulate: bool,
     /// Null, or (sum, sum of squares) per (output channel, output plane).
     pub(crate) stats: SharedMut<f64>,
+    /// Where [`Conv3d::run_with_max`] folds the output (null data otherwise).
+    pub(crate) max: MaxOut,
+}
+
+/// The second output of [`Conv3d::run_with_max`], at the interior origin of its channel 0.
+pub(crate) struct MaxOut {
+    pub(crate) data: SharedMut,
+    pub(crate) cs: usize,
+    pub(crate) ps: usize,
+    pub(crate) rs: usize,
+    /// Store instead of taking the maximum.
+    pub(crate) first: bool,
+}
+
+impl MaxOut {
+    /// The element of `(channel, z, y, x)`, or null without a max output.
+    #[inline(always)]
+    pub(crate) fn at(&self, c: usize, z: usize, y: usize, x: usize) -> *mut f32 {
+        if self.data.get().is_null() {
+            return std::ptr::null_mut();
+        }
+        self.data
+            .get()
+            .wrapping_add(c * self.cs + z * self.ps + y * self.rs + x)
+    }
 }
 
 // Safety: the raw pointers are only read (input, weights, bias) or written at disjoint

@@ -28,6 +28,8 @@ pub(crate) unsafe trait Simd: Copy {
     /// `a * b + c`, fused where the ISA has FMA.
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise maximum (`f32::max` for finite lanes).
+    fn max(self, a: Self::V, b: Self::V) -> Self::V;
 
     /// Zero statistics accumulators.
     fn stats_zero(self) -> Self::Stats;
@@ -161,6 +163,10 @@ unsafe impl Simd for Portable {
         a + b
     }
     #[inline(always)]
+    fn max(self, a: Self::V, b: Self::V) -> Self::V {
+        a.max(b)
+    }
+    #[inline(always)]
     unsafe fn load(self, p: *const f32) -> Self::V {
         // Safety: the caller guarantees 8 readable floats at `p`.
         wide::f32x8::from(std::ptr::read_unaligned(p as *const [f32; 8]))
@@ -257,6 +263,11 @@ mod x86 {
             unsafe { _mm256_add_ps(a, b) }
         }
         #[inline(always)]
+        fn max(self, a: __m256, b: __m256) -> __m256 {
+            // Safety: AVX is present.
+            unsafe { _mm256_max_ps(a, b) }
+        }
+        #[inline(always)]
         unsafe fn load(self, p: *const f32) -> __m256 {
             _mm256_loadu_ps(p)
         }
@@ -348,6 +359,11 @@ mod x86 {
         fn add(self, a: __m512, b: __m512) -> __m512 {
             // Safety: as above.
             unsafe { _mm512_add_ps(a, b) }
+        }
+        #[inline(always)]
+        fn max(self, a: __m512, b: __m512) -> __m512 {
+            // Safety: as above.
+            unsafe { _mm512_max_ps(a, b) }
         }
         #[inline(always)]
         unsafe fn load(self, p: *const f32) -> __m512 {

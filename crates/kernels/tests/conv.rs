@@ -447,3 +447,104 @@ fn concatenated_inputs_match_one_dense_input() {
         .run_concat(&[a.view(), a.view()], &mut out.view_mut(), Epilogue::Store)
         .is_ok());
 }
+
+/// `run_with_max` writes the same output as `run` and folds it into the max tensor:
+/// a copy for the first part, the element-wise maximum after; nothing outside the max
+/// tensor's channel range changes.
+#[test]
+fn max_output_folds_the_output() {
+    for isa in isas() {
+        for vectorize in [Vectorize::Width, Vectorize::Channels] {
+            for (i, c) in [
+                case(8, 8, 1, 3, 1, (3, 5, 49)),
+                case(8, 16, 1, 3, 1, (3, 7, 16)),
+                case(16, 32, 1, 3, 1, (4, 5, 8)),
+                case(4, 16, 2, 3, 1, (3, 4, 33)),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let spec = ConvSpec {
+                    cin: c.cin_g * c.groups,
+                    cout: c.cout_g * c.groups,
+                    groups: c.groups,
+                    kernel: c.kernel,
+                    stride: c.stride,
+                };
+                let (d, h, w) = c.dims;
+                let seed = 900 + 10 * i as u64;
+                let conv = Conv3d::new(
+                    isa,
+                    spec,
+                    &random(seed, spec.weight_len()),
+                    Some(&random(seed + 1, spec.cout)),
+                )
+                .unwrap()
+                .with_vectorize(vectorize);
+                let n = spec.cout * d * h * w;
+                let before = random(seed + 2, (spec.cout + 2) * d * h * w);
+                let mut max =
+                    Tensor::from_dense(Layout::new(spec.cout + 2, d, h, w, 1), &before).unwrap();
+                let mut outs = Vec::new();
+                for part in 0..2u64 {
+                    let x = random(seed + 3 + part, spec.cin * d * h * w);
+                    let input = Tensor::from_dense(Layout::new(spec.cin, d, h, w, 1), &x).unwrap();
+                    let old = random(seed + 5 + part, n);
+                    let mut plain =
+                        Tensor::from_dense(Layout::new(spec.cout, d, h, w, 0), &old).unwrap();
+                    let mut with_max = plain.clone();
+                    conv.run(&input.view(), &mut plain.view_mut(), Epilogue::Accumulate)
+                        .unwrap();
+                    conv.run_with_max(
+                        &input.view(),
+                        &mut with_max.view_mut(),
+                        Epilogue::Accumulate,
+                        &mut max.channels_mut(1, spec.cout).unwrap(),
+                        part == 0,
+                    )
+                    .unwrap();
+                    let what = format!("{} {c:?} {vectorize:?} part {part}", isa.name());
+                    assert!(plain.to_dense() == with_max.to_dense(), "{what}: output");
+                    outs.push(plain.to_dense());
+                    let want: Vec<f32> = if part == 0 {
+                        outs[0].clone()
+                    } else {
+                        outs[0]
+                            .iter()
+                            .zip(&outs[1])
+                            .map(|(a, b)| a.max(*b))
+                            .collect()
+                    };
+                    let all = max.to_dense();
+                    let plane = d * h * w;
+                    assert!(all[plane..plane + n] == want[..], "{what}: max");
+                    assert!(all[..plane] == before[..plane], "{what}: below");
+                    assert!(all[plane + n..] == before[plane + n..], "{what}: above");
+                }
+            }
+        }
+    }
+    // A max tensor of another shape is refused.
+    let isa = Isa::PORTABLE;
+    let spec = ConvSpec {
+        cin: 2,
+        cout: 4,
+        groups: 1,
+        kernel: 3,
+        stride: 1,
+    };
+    let conv = Conv3d::new(isa, spec, &[0.0; 4 * 2 * 27], None).unwrap();
+    let x = Tensor::zeros(Layout::new(2, 3, 3, 3, 1));
+    let mut out = Tensor::zeros(Layout::new(4, 3, 3, 3, 0));
+    let mut wrong = Tensor::zeros(Layout::new(3, 3, 3, 3, 0));
+    let err = conv
+        .run_with_max(
+            &x.view(),
+            &mut out.view_mut(),
+            Epilogue::Store,
+            &mut wrong.view_mut(),
+            true,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("max output"), "{err}");
+}

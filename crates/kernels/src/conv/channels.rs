@@ -219,6 +219,7 @@ unsafe fn task_body<
                         .add(goc0 * job.out_cs + z * job.out_ps + y * job.out_rs + x0)
                 }),
                 planes: zy.map(|(z, _)| z),
+                max_out: zy.map(|(z, y)| job.max.at(goc0, z, y, x0)),
                 weights,
                 bias: job.bias.add(goc0),
                 valid_oc,
@@ -244,6 +245,8 @@ struct Tile<const R: usize> {
     outputs: [*mut f32; R],
     /// Output plane of each tile row (for the statistics).
     planes: [usize; R],
+    /// Per tile row: null, or the max output at the tile's first channel and column.
+    max_out: [*mut f32; R],
     /// Packed weights of the tile's first channel block.
     weights: *const f32,
     /// Bias of the tile's first channel.
@@ -319,6 +322,10 @@ unsafe fn tile_kernel<
                     let p = t.outputs[r].add((first + o) * job.out_cs + c);
                     let v = if job.accumulate { v + *p } else { v };
                     *p = v;
+                    if !t.max_out[r].is_null() {
+                        let q = t.max_out[r].add((first + o) * job.max.cs + c);
+                        *q = if job.max.first { v } else { (*q).max(v) };
+                    }
                     let v = v as f64;
                     sum.0 += v;
                     sum.1 += v * v;

@@ -194,6 +194,7 @@ unsafe fn row_tile<
             inputs: in_rows,
             input_row_steps: in_steps,
             output: out_row.add(oc0 * job.out_cs + x0),
+            max_out: job.max.at(oc0, zo, yo, x0),
             weights: job.weights.add(block + half),
             bias: job.bias.add(oc0),
             valid_oc: (job.cout_g - ob * OC).min(OC),
@@ -217,6 +218,8 @@ struct Tile {
     /// Per part: from one input row to the next output row's (the `ROWS` tiles).
     input_row_steps: [usize; MAX_PARTS],
     output: *mut f32,
+    /// Null, or the max output at the tile's first channel and voxel.
+    max_out: *mut f32,
     weights: *const f32,
     bias: *const f32,
     valid_oc: usize,
@@ -306,6 +309,17 @@ unsafe fn tile_kernel<
                 r = s.add(r, s.load_n(p, n));
             }
             s.store_n(p, r, n);
+            if !t.max_out.is_null() {
+                let q = t
+                    .max_out
+                    .add(o * job.max.cs + if ROWS { v * job.max.rs } else { v * lanes });
+                let m = if job.max.first {
+                    r
+                } else {
+                    s.max(s.load_n(q, n), r)
+                };
+                s.store_n(q, m, n);
+            }
             if !t.stats.is_null() {
                 st = s.stats_add(st, r, n);
             }
