@@ -491,6 +491,10 @@ impl Recorder<'_> {
         r
     }
 
+    fn wants_tensors(&self) -> bool {
+        self.observer.as_ref().is_some_and(|o| o.wants_tensors())
+    }
+
     fn tensor(&mut self, name: &dyn Fn() -> String, c0: usize, view: &View) {
         if let Some(obs) = self.observer.as_deref_mut() {
             if obs.wants_tensors() {
@@ -773,8 +777,10 @@ fn run_pointwise(
 }
 
 impl UNet {
-    /// Runs this U-Net on `input` (4 channels, zero halo, sides divisible by 8); leaves the
-    /// logits in `w.p` (4 channels, no halo).
+    /// Runs this U-Net on `input` (4 channels, zero halo, sides divisible by 8) and writes
+    /// its softmax into `probabilities`. (The arguments are the net's inputs, outputs and
+    /// workspace; a struct for them would only move the borrows.)
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         rec: &mut Recorder,
@@ -783,6 +789,7 @@ impl UNet {
         stack0: Option<&View>,
         stack1: Option<&View>,
         w: &mut Work,
+        probabilities: &mut ViewMut,
     ) -> Result<()> {
         let off = w.off;
         let il = input.view_layout();
@@ -972,15 +979,42 @@ impl UNet {
             None,
         )?;
         rec.tensor(&|| format!("{net}.rb7"), 0, &w.stream.view());
-        run_conv(
-            rec,
-            &|| format!("{net}.fconv3"),
-            &self.fconv3,
-            &w.stream.view(),
-            &mut w.p.get(lvl(0, CLASSES, 0)),
-            Epilogue::Store,
-        )?;
-        rec.tensor(&|| format!("{net}.logits"), 0, &w.p.view());
+        let logits = lvl(0, CLASSES, 0);
+        if rec.wants_tensors() {
+            // An observer that reads the intermediates gets the logits too: conv, then
+            // the softmax (bit-identical to the fused pass below, which a test checks).
+            run_conv(
+                rec,
+                &|| format!("{net}.fconv3"),
+                &self.fconv3,
+                &w.stream.view(),
+                &mut w.p.get(logits),
+                Epilogue::Store,
+            )?;
+            rec.tensor(&|| format!("{net}.logits"), 0, &w.p.view());
+            let ol = probabilities.view_layout();
+            rec.layer(
+                &|| format!("{net}.softmax"),
+                LayerKind::Softmax,
+                ol,
+                0,
+                bytes_of(&[ol, ol]),
+                || elementwise::softmax(isa, &w.p.view(), probabilities),
+            )?;
+        } else {
+            // The logits never leave the registers: the last conv stores the softmax.
+            let input = w.stream.view();
+            let s = self.fconv3.spec();
+            let bytes = bytes_of(&[input.view_layout(), logits]) + (s.weight_len() * 4) as u64;
+            rec.layer(
+                &|| format!("{net}.fconv3+softmax"),
+                LayerKind::Conv1x1,
+                logits,
+                s.flops(logits.voxels()),
+                bytes,
+                || self.fconv3.run_softmax(&input, probabilities),
+            )?;
+        }
         Ok(())
     }
 
@@ -1144,26 +1178,15 @@ impl Model {
             )?;
         }
 
-        let softmax =
-            |rec: &mut Recorder, name: &str, logits: &View, out: &mut ViewMut| -> Result<()> {
-                let ol = out.view_layout();
-                rec.layer(
-                    &|| format!("{name}.softmax"),
-                    LayerKind::Softmax,
-                    ol,
-                    0,
-                    bytes_of(&[ol, ol]),
-                    || elementwise::softmax(isa, logits, out),
-                )?;
-                Ok(())
-            };
         let [net32, net64, net128] = &self.nets;
         work.off = Offsets::for_input(dims);
-        net32.run(&mut rec, isa, &inputs.quarter.view(), None, None, work)?;
-        softmax(
+        net32.run(
             &mut rec,
-            "net32",
-            &work.p.view(),
+            isa,
+            &inputs.quarter.view(),
+            None,
+            None,
+            work,
             &mut inputs.softmax32.get(pooled(4).with(CLASSES, 0)),
         )?;
         rec.tensor(&|| "net32.softmax".into(), 0, &inputs.softmax32.view());
@@ -1174,14 +1197,11 @@ impl Model {
             None,
             Some(&inputs.softmax32.view()),
             work,
-        )?;
-        softmax(
-            &mut rec,
-            "net64",
-            &work.p.view(),
             &mut inputs.softmax64.get(pooled(2).with(CLASSES, 0)),
         )?;
         rec.tensor(&|| "net64.softmax".into(), 0, &inputs.softmax64.view());
+        let out_layout = full.with(CLASSES, 0);
+        let mut out = vec![0.0f32; out_layout.buffer_len()];
         net128.run(
             &mut rec,
             isa,
@@ -1189,14 +1209,6 @@ impl Model {
             Some(&inputs.softmax32.view()),
             Some(&inputs.softmax64.view()),
             work,
-        )?;
-
-        let out_layout = full.with(CLASSES, 0);
-        let mut out = vec![0.0f32; out_layout.buffer_len()];
-        softmax(
-            &mut rec,
-            "net128",
-            &work.p.view(),
             &mut ViewMut::new(&mut out, out_layout)?,
         )?;
         out.truncate(out_layout.len());

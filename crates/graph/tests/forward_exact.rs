@@ -152,6 +152,8 @@ fn check_fixture_set(dir: &std::path::Path, side: usize, tol: f64) {
         eprintln!("{name}: max |diff| {worst:.3e}");
     }
 
+    let plain = model.forward(&x, [side; 3]).unwrap();
+    assert!(plain == out, "forward and forward_observed differ");
     let (_, f64_softmax) = fixture_in(dir, "softmax");
     check_probs("final softmax vs float64", &out, &f64_softmax, tol, tol);
     let (_, mx) = fixture_in(dir, "mxnet_softmax");
@@ -190,7 +192,20 @@ fn every_isa_matches_float64() {
     let x = input();
     let (_, want) = fixture("softmax");
     for isa in Isa::available() {
-        let out = synthetic(isa).forward(&x, [32, 32, 32]).unwrap();
+        let model = synthetic(isa);
+        let out = model.forward(&x, [32, 32, 32]).unwrap();
+        // With an observer of the intermediates the last conv and the softmax run as two
+        // layers (the logits are one of them); without, fused: the same bits either way.
+        let mut cap = Capture::default();
+        let observed = model
+            .forward_observed(&x, [32, 32, 32], Some(&mut cap))
+            .unwrap();
+        assert!(cap.tensors.contains_key("net128.logits"));
+        assert!(
+            out == observed,
+            "{}: fused and unfused softmax differ",
+            isa.name()
+        );
         check_probs(
             &format!("{} vs float64", isa.name()),
             &out,

@@ -263,7 +263,37 @@ impl Conv3d {
     /// Runs the convolution of `input` into `output`. The input needs a halo of at least
     /// 1 for kernel 3; the output may have any halo (its halo is not written).
     pub fn run(&self, input: &View, output: &mut ViewMut, epilogue: Epilogue) -> Result<(), Error> {
-        self.run_inner(std::slice::from_ref(input), output, epilogue, None, None)
+        self.run_inner(
+            std::slice::from_ref(input),
+            output,
+            epilogue,
+            None,
+            None,
+            false,
+        )
+    }
+
+    /// The convolution followed by a softmax over its output channels, in one pass: the
+    /// logits stay in registers and only the probabilities are written (the network's
+    /// last 1x1 conv, 4 classes). Bit-identical to [`Conv3d::run`] then
+    /// [`crate::elementwise::softmax`]. Needs one group and at most as many output
+    /// channels as the width kernel's register tile (8 with AVX-512, 4 otherwise).
+    pub fn run_softmax(&self, input: &View, output: &mut ViewMut) -> Result<(), Error> {
+        let most = width::tile_oc(self.isa.kind());
+        if self.spec.groups != 1 || self.spec.cout > most {
+            return Err(Error::new(format!(
+                "conv {:?}: a fused softmax needs 1 group and at most {most} output channels",
+                self.spec
+            )));
+        }
+        self.run_inner(
+            std::slice::from_ref(input),
+            output,
+            Epilogue::Store,
+            None,
+            None,
+            true,
+        )
     }
 
     /// [`Conv3d::run`], also folding what it writes into `max` (same channels and size):
@@ -284,6 +314,7 @@ impl Conv3d {
             epilogue,
             None,
             Some((max, first)),
+            false,
         )
     }
 
@@ -308,7 +339,7 @@ impl Conv3d {
     ) -> Result<Vec<ChannelStats>, Error> {
         let ol = output.view_layout();
         let mut partial = vec![0.0f64; 2 * ol.c * ol.d];
-        self.run_inner(inputs, output, epilogue, Some(&mut partial), None)?;
+        self.run_inner(inputs, output, epilogue, Some(&mut partial), None, false)?;
         // Partial sums are per (channel, plane); add the planes in order.
         let n = ol.voxels() as f64;
         Ok(partial
@@ -336,7 +367,7 @@ impl Conv3d {
         output: &mut ViewMut,
         epilogue: Epilogue,
     ) -> Result<(), Error> {
-        self.run_inner(inputs, output, epilogue, None, None)
+        self.run_inner(inputs, output, epilogue, None, None, false)
     }
 
     /// `stats`, when given, has two f64 per (output channel, output plane) and receives
@@ -348,6 +379,7 @@ impl Conv3d {
         epilogue: Epilogue,
         stats: Option<&mut [f64]>,
         max: Option<(&mut ViewMut, bool)>,
+        softmax: bool,
     ) -> Result<(), Error> {
         let spec = self.spec;
         let ol = output.view_layout();
@@ -465,6 +497,7 @@ impl Conv3d {
                     first: false,
                 },
             },
+            softmax,
             stats: SharedMut(match stats {
                 Some(st) if st.len() == 2 * ol.c * ol.d => st.as_mut_ptr(),
                 Some(_) => return fail("statistics buffer has the wrong size".into()),
@@ -472,11 +505,15 @@ impl Conv3d {
             }),
         };
         let kind = self.isa.kind();
-        let use_channels = match self.vectorize {
-            Vectorize::Width => false,
-            Vectorize::Channels => channels::fits(kind, &job),
-            Vectorize::Auto => channels::fits(kind, &job) && channels::preferred(kind, &job, spec),
-        };
+        // The fused softmax is an epilogue of the width kernel only.
+        let use_channels = !softmax
+            && match self.vectorize {
+                Vectorize::Width => false,
+                Vectorize::Channels => channels::fits(kind, &job),
+                Vectorize::Auto => {
+                    channels::fits(kind, &job) && channels::preferred(kind, &job, spec)
+                }
+            };
         if use_channels {
             channels::run(kind, spec.kernel, spec.stride, spec.groups, &job);
         } else {
@@ -525,6 +562,8 @@ pub(crate) struct Job {
     pub(crate) stats: SharedMut<f64>,
     /// Where [`Conv3d::run_with_max`] folds the output (null data otherwise).
     pub(crate) max: MaxOut,
+    /// Store the softmax over the output channels ([`Conv3d::run_softmax`]).
+    pub(crate) softmax: bool,
 }
 
 /// The second output of [`Conv3d::run_with_max`], at the interior origin of its channel 0.

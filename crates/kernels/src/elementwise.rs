@@ -52,14 +52,19 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer.
     let x = x.clamp(-87.0, 0.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 0.166_666_65)
         * r
         + 0.5;
     let y = p * r * r + r + 1.0;
-    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // `n` as an integer without a float-to-int conversion (Rust's saturating `as` costs
+    // a clamp and a NaN test per lane): adding 1.5 * 2^23 left it in the low mantissa
+    // bits of `shifted`, in two's complement relative to ROUND's bits.
+    let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    y * f32::from_bits(n_int.wrapping_add(127) << 23)
 }
 
 /// Softmax over the channel axis, voxel by voxel: `out[c] = exp(x[c] - max) / sum`.

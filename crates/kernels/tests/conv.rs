@@ -548,3 +548,86 @@ fn max_output_folds_the_output() {
         .unwrap_err();
     assert!(err.to_string().contains("max output"), "{err}");
 }
+
+/// `run_softmax` gives exactly `run` followed by `elementwise::softmax`, on every ISA, for
+/// rows shorter than, equal to and longer than a vector, 1x1 and 3x3, and refuses convs
+/// whose channels do not fit one register tile.
+#[test]
+fn fused_softmax_is_the_conv_then_the_softmax() {
+    use brats_kernels::elementwise;
+    for isa in isas() {
+        for (i, &(kernel, cin, cout, w)) in [
+            (1, 16, 4, 128),
+            (1, 16, 4, 49),
+            (1, 16, 4, 16),
+            (1, 5, 3, 7),
+            (3, 4, 4, 17),
+            (1, 8, 2, 1),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (d, h) = (3, 5);
+            let spec = ConvSpec {
+                cin,
+                cout,
+                groups: 1,
+                kernel,
+                stride: 1,
+            };
+            let seed = 1000 + 10 * i as u64;
+            // Logits of a few units, as in the network, so the exponentials differ and
+            // none saturates.
+            let scale = 6.0 / ((cin * kernel.pow(3)) as f32).sqrt();
+            let weights: Vec<f32> = random(seed, spec.weight_len())
+                .iter()
+                .map(|x| scale * x)
+                .collect();
+            let conv = Conv3d::new(isa, spec, &weights, Some(&random(seed + 1, cout))).unwrap();
+            let x = random(seed + 2, cin * d * h * w);
+            let input = Tensor::from_dense(Layout::new(cin, d, h, w, kernel / 2), &x).unwrap();
+            let mut logits = Tensor::zeros(Layout::new(cout, d, h, w, 0));
+            conv.run(&input.view(), &mut logits.view_mut(), Epilogue::Store)
+                .unwrap();
+            let mut want = Tensor::zeros(Layout::new(cout, d, h, w, 0));
+            elementwise::softmax(isa, &logits.view(), &mut want.view_mut()).unwrap();
+            // Into a channel range of a padded tensor: nothing else may change.
+            let mut got = Tensor::from_dense(
+                Layout::new(cout + 2, d, h, w, 1),
+                &vec![0.5; (cout + 2) * d * h * w],
+            )
+            .unwrap();
+            conv.run_softmax(&input.view(), &mut got.channels_mut(1, cout).unwrap())
+                .unwrap();
+            let what = format!("{} k{kernel} {cin}->{cout} w{w}", isa.name());
+            assert!(
+                got.channels(1, cout).unwrap().to_dense() == want.to_dense(),
+                "{what}: fused softmax differs"
+            );
+            let all = got.to_dense();
+            let plane = d * h * w;
+            assert!(all[..plane]
+                .iter()
+                .chain(&all[(cout + 1) * plane..])
+                .all(|&v| v == 0.5));
+            assert!(
+                want.to_dense().iter().all(|&p| p > 0.0 && p < 1.0),
+                "{what}"
+            );
+        }
+        let spec = ConvSpec {
+            cin: 4,
+            cout: 9,
+            groups: 1,
+            kernel: 1,
+            stride: 1,
+        };
+        let conv = Conv3d::new(isa, spec, &[0.0; 36], None).unwrap();
+        let x = Tensor::zeros(Layout::new(4, 2, 2, 2, 0));
+        let mut out = Tensor::zeros(Layout::new(9, 2, 2, 2, 0));
+        let err = conv
+            .run_softmax(&x.view(), &mut out.view_mut())
+            .unwrap_err();
+        assert!(err.to_string().contains("fused softmax"), "{err}");
+    }
+}

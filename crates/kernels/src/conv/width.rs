@@ -21,7 +21,7 @@ use crate::simd::{Portable, Simd};
 use rayon::prelude::*;
 
 /// Output channels of the register tile for `isa`: half a packed block.
-fn tile_oc(isa: Kind) -> usize {
+pub(super) fn tile_oc(isa: Kind) -> usize {
     match isa {
         Kind::Avx512 => 8,
         Kind::Avx2 | Kind::Portable => 4,
@@ -290,6 +290,9 @@ unsafe fn tile_kernel<
     // disassembly: about one stack store per FMA). Handing the finished array through
     // `black_box` gives the epilogue its own copy, so `acc` above stays in registers.
     let acc = std::hint::black_box(acc);
+    if job.softmax {
+        return softmax_epilogue::<S, OC, NW, ROWS>(s, job, t, &acc);
+    }
     for (o, acc_o) in acc.iter().enumerate() {
         if o >= t.valid_oc {
             break;
@@ -329,6 +332,56 @@ unsafe fn tile_kernel<
             let at = t.stats.add(2 * o * job.out_d);
             *at += sum;
             *at.add(1) += sq;
+        }
+    }
+}
+
+/// The epilogue of [`super::Conv3d::run_softmax`]: the tile holds every output channel
+/// (checked there), so it stores the softmax over them instead of the logits. The
+/// arithmetic is [`crate::elementwise::softmax`]'s, lane by lane in the same order (max,
+/// `exp_nonpositive(x - max)`, the sum in channel order, a division), so the result is
+/// bit-identical to the conv followed by the softmax; the loops run over all 16 lanes of
+/// fixed-size arrays so that they vectorize.
+#[inline(always)]
+unsafe fn softmax_epilogue<S: Simd, const OC: usize, const NW: usize, const ROWS: bool>(
+    s: S,
+    job: &Job,
+    t: &Tile,
+    acc: &[[S::V; NW]; OC],
+) {
+    let lanes = S::LANES;
+    let channels = t.valid_oc;
+    // Vector by vector across the channels: `acc` is channel-major, so `v` indexes it.
+    #[allow(clippy::needless_range_loop)]
+    for v in 0..NW {
+        let n = if ROWS || v == NW - 1 {
+            t.last_lanes
+        } else {
+            lanes
+        };
+        let mut x = [[0.0f32; 16]; OC];
+        for (o, xo) in x.iter_mut().enumerate().take(channels) {
+            s.store(xo.as_mut_ptr(), s.add(acc[o][v], s.splat(*t.bias.add(o))));
+        }
+        let mut max = x[0];
+        for xo in &x[1..channels] {
+            for (m, &xi) in max.iter_mut().zip(xo) {
+                *m = m.max(xi);
+            }
+        }
+        let mut sum = [0.0f32; 16];
+        for xo in x.iter_mut().take(channels) {
+            for ((e, &m), sm) in xo.iter_mut().zip(&max).zip(&mut sum) {
+                *e = crate::elementwise::exp_nonpositive(*e - m);
+                *sm += *e;
+            }
+        }
+        let at = if ROWS { v * job.out_rs } else { v * lanes };
+        for (o, eo) in x.iter_mut().enumerate().take(channels) {
+            for (e, &sm) in eo.iter_mut().zip(&sum) {
+                *e /= sm;
+            }
+            std::ptr::copy_nonoverlapping(eo.as_ptr(), t.output.add(o * job.out_cs + at), n);
         }
     }
 }
