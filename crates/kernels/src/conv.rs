@@ -85,6 +85,31 @@ use crate::norm::ChannelStats;
 use crate::tensor::{SharedMut, View, ViewMut};
 use crate::{Error, Isa};
 
+/// The run-time (ISA, kernel size, stride) to compile-time dispatch both kernels share:
+/// expands to a `match` calling the module's `task_avx512::<K, ST>`, `task_avx2::<K, ST>`
+/// or `task_portable::<K, ST>` with `(job, task)`.
+macro_rules! dispatch_task {
+    ($isa:expr, $k:expr, $s:expr, $job:expr, $task:expr) => {
+        match ($isa, $k, $s) {
+            #[cfg(target_arch = "x86_64")]
+            (Kind::Avx512, 3, 1) => task_avx512::<3, 1>($job, $task),
+            #[cfg(target_arch = "x86_64")]
+            (Kind::Avx512, 3, 2) => task_avx512::<3, 2>($job, $task),
+            #[cfg(target_arch = "x86_64")]
+            (Kind::Avx512, _, _) => task_avx512::<1, 1>($job, $task),
+            #[cfg(target_arch = "x86_64")]
+            (Kind::Avx2, 3, 1) => task_avx2::<3, 1>($job, $task),
+            #[cfg(target_arch = "x86_64")]
+            (Kind::Avx2, 3, 2) => task_avx2::<3, 2>($job, $task),
+            #[cfg(target_arch = "x86_64")]
+            (Kind::Avx2, _, _) => task_avx2::<1, 1>($job, $task),
+            (_, 3, 1) => task_portable::<3, 1>($job, $task),
+            (_, 3, 2) => task_portable::<3, 2>($job, $task),
+            _ => task_portable::<1, 1>($job, $task),
+        }
+    };
+}
+
 mod channels;
 mod width;
 

@@ -97,23 +97,15 @@ struct Task {
 /// See [`run`]: the job's pointers must be valid for the shapes it describes and the ISA
 /// must be present.
 unsafe fn run_task(isa: Kind, k: usize, s: usize, job: &Job, task: &Task) {
-    match (isa, k, s) {
-        #[cfg(target_arch = "x86_64")]
-        (Kind::Avx512, 3, 1) => task_avx512::<3, 1>(job, task),
-        #[cfg(target_arch = "x86_64")]
-        (Kind::Avx512, 3, 2) => task_avx512::<3, 2>(job, task),
-        #[cfg(target_arch = "x86_64")]
-        (Kind::Avx512, _, _) => task_avx512::<1, 1>(job, task),
-        #[cfg(target_arch = "x86_64")]
-        (Kind::Avx2, 3, 1) => task_avx2::<3, 1>(job, task),
-        #[cfg(target_arch = "x86_64")]
-        (Kind::Avx2, 3, 2) => task_avx2::<3, 2>(job, task),
-        #[cfg(target_arch = "x86_64")]
-        (Kind::Avx2, _, _) => task_avx2::<1, 1>(job, task),
-        (_, 3, 1) => task_small_registers::<Portable, 3, 1>(Portable, job, task),
-        (_, 3, 2) => task_small_registers::<Portable, 3, 2>(Portable, job, task),
-        _ => task_small_registers::<Portable, 1, 1>(Portable, job, task),
-    }
+    dispatch_task!(isa, k, s, job, task)
+}
+
+/// The portable build (no `#[target_feature]`: baseline instructions only).
+///
+/// # Safety
+/// As [`run_task`].
+unsafe fn task_portable<const K: usize, const ST: usize>(job: &Job, task: &Task) {
+    task_small_registers::<Portable, K, ST>(Portable, job, task)
 }
 
 /// Packed blocks per task: the widest tile's channel vectors. (Four vectors of channels
