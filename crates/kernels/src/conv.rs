@@ -181,8 +181,7 @@ pub enum Epilogue {
 pub struct Conv3d {
     spec: ConvSpec,
     isa: Isa,
-    /// Output channels per packed weight block: the ISA's vector width.
-    pack: usize,
+    /// `[group][block of lanes(isa) output channels][ci][tap][lane]` (module note).
     packed: Vec<f32>,
     bias: Vec<f32>,
     vectorize: Vectorize,
@@ -193,16 +192,16 @@ pub struct Conv3d {
 pub enum Vectorize {
     /// Chosen per call from the output width, the stride and the channel count.
     Auto,
-    /// Vectors along the output row ([`width`]).
+    /// Vectors along the output row (`conv/width.rs`).
     Width,
-    /// Vectors across output channels ([`channels`]); falls back to [`Vectorize::Width`]
-    /// for outputs narrower than its tile.
+    /// Vectors across output channels (`conv/channels.rs`); falls back to
+    /// [`Vectorize::Width`] for outputs narrower than its tile.
     Channels,
 }
 
 /// f32 lanes of an ISA's vectors: the output channels of one packed weight block.
-fn pack_block_for(isa: Isa) -> usize {
-    match isa.kind() {
+pub(crate) fn lanes(isa: Kind) -> usize {
+    match isa {
         Kind::Avx512 => 16,
         Kind::Avx2 | Kind::Portable => 8,
     }
@@ -239,7 +238,7 @@ impl Conv3d {
             Some(b) => b.to_vec(),
             None => vec![0.0; spec.cout],
         };
-        let pack = pack_block_for(isa);
+        let pack = lanes(isa.kind());
         let (cin_g, cout_g) = (spec.cin / spec.groups, spec.cout / spec.groups);
         let taps = spec.kernel.pow(3);
         let n_pb = cout_g.div_ceil(pack);
@@ -264,7 +263,6 @@ impl Conv3d {
         Ok(Conv3d {
             spec,
             isa,
-            pack,
             packed,
             bias,
             vectorize: Vectorize::Auto,
@@ -494,7 +492,7 @@ impl Conv3d {
             out_w: ol.w,
             cin_g,
             cout_g,
-            n_pb: cout_g.div_ceil(self.pack),
+            n_pb: cout_g.div_ceil(lanes(self.isa.kind())),
             weights: self.packed.as_ptr(),
             bias: self.bias.as_ptr(),
             accumulate: epilogue == Epilogue::Accumulate,
@@ -534,10 +532,8 @@ impl Conv3d {
         let use_channels = !softmax
             && match self.vectorize {
                 Vectorize::Width => false,
-                Vectorize::Channels => channels::fits(kind, &job),
-                Vectorize::Auto => {
-                    channels::fits(kind, &job) && channels::preferred(kind, &job, spec)
-                }
+                Vectorize::Channels => channels::fits(&job),
+                Vectorize::Auto => channels::fits(&job) && channels::preferred(kind, &job),
             };
         if use_channels {
             channels::run(kind, spec.kernel, spec.stride, spec.groups, &job);

@@ -222,11 +222,6 @@ pub fn group_max(isa: Isa, groups: usize, input: &View, output: &mut ViewMut) ->
     Ok(())
 }
 
-/// `output = max(output, input)`, element-wise (a running group max).
-pub fn max_assign(isa: Isa, input: &View, output: &mut ViewMut) -> Result<(), Error> {
-    binary_assign(isa, "max", input, output, |o, x| o.max(x))
-}
-
 /// `output += input`, element-wise.
 pub fn add_assign(isa: Isa, input: &View, output: &mut ViewMut) -> Result<(), Error> {
     binary_assign(isa, "add", input, output, |o, x| o + x)

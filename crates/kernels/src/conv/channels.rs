@@ -26,7 +26,7 @@
 //! valid row and the last column tile of a row overlaps its predecessor: the repeated
 //! voxels are computed and not stored.
 
-use super::{ConvSpec, Job, MAX_PARTS};
+use super::{Job, MAX_PARTS};
 use crate::isa::Kind;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::Avx512;
@@ -42,32 +42,27 @@ const COLUMNS: usize = 4;
 const MIN_TASKS: usize = 16;
 
 /// Whether the channel kernel can compute this job.
-pub(super) fn fits(_isa: Kind, job: &Job) -> bool {
+pub(super) fn fits(job: &Job) -> bool {
     job.out_w >= COLUMNS
 }
 
 /// Whether the channel kernel is the faster of the two for this job (measured with
 /// `cargo bench -p brats-kernels`; see the module note of [`super`]).
-pub(super) fn preferred(isa: Kind, job: &Job, _spec: ConvSpec) -> bool {
-    let lanes = match isa {
-        Kind::Avx512 => 16,
-        Kind::Avx2 | Kind::Portable => 8,
-    };
-    job.out_w < lanes
+pub(super) fn preferred(isa: Kind, job: &Job) -> bool {
+    job.out_w < super::lanes(isa)
 }
 
 /// Runs the whole job (see the module note for the task split).
 pub(super) fn run(isa: Kind, k: usize, s: usize, groups: usize, job: &Job) {
-    let chunk = chunk_blocks(isa);
-    let chunks = job.n_pb.div_ceil(chunk);
+    let chunks = job.n_pb.div_ceil(CHUNK_BLOCKS);
     let slabs = MIN_TASKS.div_ceil(groups * chunks).clamp(1, job.out_d);
     let per_slab = job.out_d.div_ceil(slabs);
     let slabs = job.out_d.div_ceil(per_slab);
     (0..groups * chunks * slabs).into_par_iter().for_each(|t| {
-        let first = chunk * (t / slabs % chunks);
+        let first = CHUNK_BLOCKS * (t / slabs % chunks);
         let task = Task {
             group: t / (chunks * slabs),
-            blocks: (first, (first + chunk).min(job.n_pb)),
+            blocks: (first, (first + CHUNK_BLOCKS).min(job.n_pb)),
             z_range: (
                 t % slabs * per_slab,
                 ((t % slabs + 1) * per_slab).min(job.out_d),
@@ -112,9 +107,7 @@ unsafe fn task_portable<const K: usize, const ST: usize>(job: &Job, task: &Task)
 /// x 3 rows x 2 columns loads less per FMA than 2 x 3 x 4, but measured slower: 150
 /// against 194 GFLOP/s on net32.rb4.conv, whose 16 tasks then each hold 1.8 MB of
 /// weights.)
-fn chunk_blocks(_isa: Kind) -> usize {
-    2
-}
+const CHUNK_BLOCKS: usize = 2;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]

@@ -40,7 +40,7 @@ struct Task {
 /// block) when the group's weights exceed [`WEIGHTS_INNER_LIMIT`].
 pub(super) fn run(isa: Kind, k: usize, s: usize, groups: usize, job: &Job) {
     let n_ob = job.cout_g.div_ceil(tile_oc(isa));
-    let lanes = 2 * tile_oc(isa);
+    let lanes = super::lanes(isa);
     let per_group_bytes = job.cin_g * k.pow(3) * job.n_pb * lanes * 4;
     let oc_outer = per_group_bytes > WEIGHTS_INNER_LIMIT;
     let tasks = if oc_outer {
