@@ -585,7 +585,8 @@ fn run_conv_inner(
     Ok(r)
 }
 
-/// `x += conv2(relu(IN2(conv1(relu(IN1(x))))))` for one part (a group's channels or all).
+/// `x += conv2(relu(IN2(conv1(relu(IN1(x))))))` for one part (a group's channels or all);
+/// with `skip = Some((at, first))` conv2 also folds the new `x` into the group max at `at`.
 /// (The arguments are the block's tensors and scratch; bundling them would only move the
 /// borrows of the workspace slots into a struct.)
 #[allow(clippy::too_many_arguments)]
@@ -598,7 +599,7 @@ fn residual_part(
     p: &mut Slot,
     t: &mut Slot,
     isa: Isa,
-    skip: SkipMax,
+    skip: Option<(SkipAt, bool)>,
 ) -> Result<()> {
     let xl = x.view_layout();
     let padded = xl.with(xl.c, 1);
@@ -638,62 +639,42 @@ fn residual_part(
         )
     })?;
     let n2 = || format!("{name}.conv2");
-    match skip {
-        SkipMax::None => run_conv(rec, &n2, &part.conv2, &p.view(), x, Epilogue::Accumulate),
-        SkipMax::InP { offset, first } => {
-            let (input, mut max) = p.read_write(0, offset, xl.with(xl.c, 0));
-            run_conv_max(rec, &n2, &part.conv2, &input, x, &mut max, first)
+    let Some((at, first)) = skip else {
+        return run_conv(rec, &n2, &part.conv2, &p.view(), x, Epilogue::Accumulate);
+    };
+    let max_layout = xl.with(xl.c, 0);
+    let (input, mut max) = match at {
+        SkipAt::P(offset) => p.read_write(0, offset, max_layout),
+        SkipAt::T(offset) => (p.view(), t.get_at(offset, max_layout)),
+        SkipAt::Own(slot) => (p.view(), slot.get(max_layout)),
+    };
+    run_conv_max(rec, &n2, &part.conv2, &input, x, &mut max, first)
+}
+
+/// Where an encoder block's group max (a skip, or the bottom) goes. Each part's conv2
+/// folds itself in, in the epilogue instead of a pass over the block's output: a copy for
+/// the block's first part, the maximum for the others.
+enum SkipAt<'a> {
+    /// In the residual scratch slot `p`, at this offset (skip2, above the scratch).
+    P(usize),
+    /// In `t` at this offset (skip1).
+    T(usize),
+    /// At offset 0 of a slot of its own.
+    Own(&'a mut Slot),
+}
+
+impl SkipAt<'_> {
+    /// The same place, borrowed for one part.
+    fn reborrow(&mut self) -> SkipAt<'_> {
+        match self {
+            SkipAt::P(offset) => SkipAt::P(*offset),
+            SkipAt::T(offset) => SkipAt::T(*offset),
+            SkipAt::Own(slot) => SkipAt::Own(slot),
         }
-        SkipMax::InT { offset, first } => run_conv_max(
-            rec,
-            &n2,
-            &part.conv2,
-            &p.view(),
-            x,
-            &mut t.get_at(offset, xl.with(xl.c, 0)),
-            first,
-        ),
-        SkipMax::In { slot, first } => run_conv_max(
-            rec,
-            &n2,
-            &part.conv2,
-            &p.view(),
-            x,
-            &mut slot.get(xl.with(xl.c, 0)),
-            first,
-        ),
     }
 }
 
-/// Where a residual part's conv2 folds the block's group max (the encoder's skips and
-/// its bottom), in the epilogue instead of a pass over the block's output: `first` for
-/// the block's first part (a copy), the maximum for the others.
-enum SkipMax<'a> {
-    None,
-    /// In the part's own scratch slot `p`, at `offset` (skip2, above the scratch).
-    InP {
-        offset: usize,
-        first: bool,
-    },
-    /// In `t` at `offset` (skip1).
-    InT {
-        offset: usize,
-        first: bool,
-    },
-    /// At offset 0 of a slot of its own.
-    In {
-        slot: &'a mut Slot,
-        first: bool,
-    },
-}
-
-/// Where a whole residual block's group max goes (see [`SkipMax`]).
-enum BlockMax<'a> {
-    InT(usize),
-    In(&'a mut Slot),
-}
-
-/// [`run_conv`] (accumulating) that also folds its output into `max` (see [`SkipMax`]).
+/// [`run_conv`] (accumulating) that also folds its output into `max` (see [`SkipAt`]).
 fn run_conv_max(
     rec: &mut Recorder,
     name: &dyn Fn() -> String,
@@ -730,7 +711,7 @@ fn residual_block(
     p: &mut Slot,
     t: &mut Slot,
     isa: Isa,
-    mut max: Option<BlockMax>,
+    mut max: Option<SkipAt>,
 ) -> Result<()> {
     let cg = rb.channels / rb.parts.len();
     if max.is_some() && rb.parts.len() != GROUPS {
@@ -741,15 +722,6 @@ fn residual_block(
         )));
     }
     for (g, part) in rb.parts.iter().enumerate() {
-        let first = g == 0;
-        let skip = match &mut max {
-            None => SkipMax::None,
-            Some(BlockMax::InT(offset)) => SkipMax::InT {
-                offset: *offset,
-                first,
-            },
-            Some(BlockMax::In(slot)) => SkipMax::In { slot, first },
-        };
         residual_part(
             rec,
             &rb.name,
@@ -759,7 +731,7 @@ fn residual_block(
             p,
             t,
             isa,
-            skip,
+            max.as_mut().map(|at| (at.reborrow(), g == 0)),
         )?;
     }
     Ok(())
@@ -820,10 +792,7 @@ impl UNet {
                 &mut w.p,
                 &mut w.t,
                 isa,
-                SkipMax::InP {
-                    offset: off.skip2,
-                    first: g == 0,
-                },
+                Some((SkipAt::P(off.skip2), g == 0)),
             )?;
             let xv = w.stream.view();
             rec.tensor(&|| format!("{net}.rb1"), g * f, &xv);
@@ -847,7 +816,7 @@ impl UNet {
             &mut w.p,
             &mut w.t,
             isa,
-            Some(BlockMax::InT(off.skip1)),
+            Some(SkipAt::T(off.skip1)),
         )?;
         let x3_stats = run_conv_stats(
             rec,
@@ -864,7 +833,7 @@ impl UNet {
             &mut w.p,
             &mut w.t,
             isa,
-            Some(BlockMax::In(&mut w.skip0)),
+            Some(SkipAt::Own(&mut w.skip0)),
         )?;
         let x4_stats = run_conv_stats(
             rec,
@@ -881,7 +850,7 @@ impl UNet {
             &mut w.p,
             &mut w.t,
             isa,
-            Some(BlockMax::In(&mut w.bottom)),
+            Some(SkipAt::Own(&mut w.bottom)),
         )?;
 
         // Decoder.
