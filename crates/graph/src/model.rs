@@ -11,10 +11,13 @@
 //!   conv1 -> rb1 -> (running max into skip2, pool1 into its channel range of the next
 //!   level), and the next group reuses the buffer: at 128³ the widest full-resolution
 //!   tensor of the encoder is 8 channels instead of 32.
-//! - **Residual blocks need two scratch tensors**, `p` (normalized input, zero halo, read
-//!   by the convs) and `t` (conv1's output): `x += conv2(relu(IN2(conv1(relu(IN1(x))))))`
-//!   is norm x -> p, conv1 p -> t, norm t -> p, conv2 p -> x (accumulated in place). The
-//!   deeper encoder blocks also run group by group, so `p` and `t` hold one group.
+//! - **Residual blocks need one scratch tensor**, `t` (conv1's output):
+//!   `x += conv2(relu(IN2(conv1(relu(IN1(x))))))` is conv1 x -> t, conv2 t -> x
+//!   (accumulated in place), each conv normalizing its input as it reads it
+//!   (`Conv3d::run_normalized`: no normalized tensor is written). The deeper encoder
+//!   blocks also run group by group, so `t` holds one group. (With a separate norm pass
+//!   into a second scratch tensor, the pass cost about what the fused normalization costs
+//!   now, and the tensor 59 MB of peak RSS.)
 //! - **No concatenation buffers.** The 1x1 convs over `concat(up, skip, cascade)` read
 //!   their input channels part by part (`Conv3d::run_concat`).
 //! - **The group max is folded into the encoder blocks' last conv.** Each part's conv2
@@ -24,11 +27,10 @@
 //! - **Only the group-maxed skips are kept** (4x smaller than the encoder outputs), and the
 //!   upsampled tensors borrow `t`, which is free between blocks.
 //! - **Tensors whose lifetimes end before a larger one starts share its buffer.** The
-//!   full-resolution decoder block rb7 is the peak (x7, `p` and `t`, 16 channels each at
-//!   128³). Level 2 (x2, x6) lives in the upper part of x7's buffer, behind the one encoder
-//!   group, skip2 in the upper part of rb7's `p`, behind every scratch tensor used while
-//!   skip2 is alive, and skip1 likewise in `t` (`Offsets`). At 128³ this saves 155 MB
-//!   against one buffer per role.
+//!   full-resolution decoder block rb7 is the peak (x7 and `t`, 16 channels each at
+//!   128³, and skip2, 8 channels, until c2). Level 2 (x2, x6) lives in the upper part of
+//!   x7's buffer, behind the one encoder group, and skip1 in the upper part of `t`, behind
+//!   everything `t` holds while skip1 is alive (`Offsets`).
 //! - Slots are plain heap memory. Asking for transparent huge pages on them (anonymous maps
 //!   with `MADV_HUGEPAGE`) gave 465 MB of huge pages but no measurable speed-up, and
 //!   94 MB more peak RSS (copies while slots grow), so it is not done.
@@ -42,7 +44,7 @@ use crate::weights::table::{
 };
 use crate::weights::{OpenOptions, WeightFile, WeightSet, WeightSource};
 use crate::workspace::Slot;
-use brats_kernels::conv::{Conv3d, ConvSpec, Epilogue};
+use brats_kernels::conv::{Conv3d, ConvSpec, Epilogue, InputNorm};
 use brats_kernels::deconv::Deconv3d;
 use brats_kernels::norm::{self, ChannelStats};
 use brats_kernels::{elementwise, Isa, Layout, View, ViewMut};
@@ -364,9 +366,8 @@ struct Work {
     /// Level 4: x4, and its group max.
     level4: Slot,
     bottom: Slot,
-    /// Residual-block scratch at offset 0 (also receives the logits) and skip2 at
-    /// [`Offsets::skip2`], above every scratch use that overlaps skip2's lifetime.
-    p: Slot,
+    /// The group max of rb1 (until c2 reads it), then the logits for an observer.
+    skip2: Slot,
     /// Residual-block scratch and the upsampled tensors at offset 0, and skip1 at
     /// [`Offsets::skip1`], above every use of `t` while skip1 is alive.
     t: Slot,
@@ -379,9 +380,6 @@ struct Work {
 struct Offsets {
     /// Level 2 in `stream`, after the largest level-1 encoder group.
     level2: usize,
-    /// skip2 in `p`, after the largest residual scratch used while skip2 is alive
-    /// (everything before rb7).
-    skip2: usize,
     /// skip1 in `t`, after everything `t` holds while skip1 is alive (rb3 to rb5 scratch,
     /// the upsampled u4 and u3).
     skip1: usize,
@@ -389,7 +387,7 @@ struct Offsets {
 
 impl Offsets {
     fn for_input(dims: [usize; 3]) -> Offsets {
-        let (mut level2, mut skip2, mut skip1) = (0, 0, 0);
+        let (mut level2, mut skip1) = (0, 0);
         for net in Net::ALL {
             let f = net.width();
             let ds = net.downsample();
@@ -407,23 +405,8 @@ impl Offsets {
             for l in [lvl(2, 4 * f), lvl(3, 8 * f), lvl(2, 8 * f), lvl(1, 4 * f)] {
                 skip1 = skip1.max(l);
             }
-            // Scratch of rb1..rb4 (one group each) and rb5, rb6 (whole).
-            for l in [
-                lvl(0, f),
-                lvl(1, 2 * f),
-                lvl(2, 4 * f),
-                lvl(3, 8 * f),
-                lvl(2, 8 * f),
-                lvl(1, 4 * f),
-            ] {
-                skip2 = skip2.max(l);
-            }
         }
-        Offsets {
-            level2,
-            skip2,
-            skip1,
-        }
+        Offsets { level2, skip1 }
     }
 }
 
@@ -448,7 +431,7 @@ impl Workspace {
             &w.skip0,
             &w.level4,
             &w.bottom,
-            &w.p,
+            &w.skip2,
             &w.t,
         ]
         .iter()
@@ -587,76 +570,79 @@ fn run_conv_inner(
 
 /// `x += conv2(relu(IN2(conv1(relu(IN1(x))))))` for one part (a group's channels or all);
 /// with `skip = Some((at, first))` conv2 also folds the new `x` into the group max at `at`.
-/// (The arguments are the block's tensors and scratch; bundling them would only move the
-/// borrows of the workspace slots into a struct.)
-#[allow(clippy::too_many_arguments)]
+/// Each conv applies its norm and ReLU to its input as it reads it
+/// (`Conv3d::run_normalized`): conv1 reads `x` into `t`, conv2 reads `t` and accumulates
+/// into `x`. (The arguments are the block's tensors and scratch; bundling them would only
+/// move the borrows of the workspace slots into a struct.)
 fn residual_part(
     rec: &mut Recorder,
     name: &str,
     part: &ResPart,
     x: &mut ViewMut,
     x_stats: &[ChannelStats],
-    p: &mut Slot,
     t: &mut Slot,
-    isa: Isa,
     skip: Option<(SkipAt, bool)>,
 ) -> Result<()> {
     let xl = x.view_layout();
-    let padded = xl.with(xl.c, 1);
     let plain = xl.with(xl.c, 0);
-    let norm_bytes = bytes_of(&[xl, xl]);
-    let n1 = || format!("{name}.norm1");
-    rec.layer(&n1, LayerKind::Norm, plain, 0, norm_bytes, || {
-        norm::instance_norm(
-            isa,
-            &x.as_view(),
-            Some(x_stats),
-            &part.norm1.gamma,
-            &part.norm1.beta,
-            EPS,
-            true,
-            &mut p.get(padded),
-        )
-    })?;
-    let t_stats = run_conv_stats(
-        rec,
+    let affine1 = norm::affine(x_stats, &part.norm1.gamma, &part.norm1.beta, EPS)?;
+    let norm1 = InputNorm {
+        affine: &affine1,
+        relu: true,
+    };
+    let c1 = &part.conv1;
+    let bytes = bytes_of(&[xl, xl]) + (c1.spec().weight_len() * 4) as u64;
+    let t_stats = rec.layer(
         &|| format!("{name}.conv1"),
-        &part.conv1,
-        &[p.view()],
-        &mut t.get(plain),
+        conv_event(c1),
+        plain,
+        c1.spec().flops(xl.voxels()),
+        bytes,
+        || c1.run_normalized_with_stats(&x.as_view(), norm1, &mut t.get(plain)),
     )?;
-    let n2 = || format!("{name}.norm2");
-    rec.layer(&n2, LayerKind::Norm, plain, 0, norm_bytes, || {
-        norm::instance_norm(
-            isa,
-            &t.view(),
-            Some(&t_stats),
-            &part.norm2.gamma,
-            &part.norm2.beta,
-            EPS,
-            true,
-            &mut p.get(padded),
+    let affine2 = norm::affine(&t_stats, &part.norm2.gamma, &part.norm2.beta, EPS)?;
+    let norm2 = InputNorm {
+        affine: &affine2,
+        relu: true,
+    };
+    let c2 = &part.conv2;
+    let max_layout = plain;
+    // conv2's input, the residual read and write, and the max tensor's read (after the
+    // first part) and write.
+    let bytes = bytes_of(&[xl, xl, xl])
+        + match skip {
+            Some((_, true)) => bytes_of(&[xl]),
+            Some((_, false)) => bytes_of(&[xl, xl]),
+            None => 0,
+        }
+        + (c2.spec().weight_len() * 4) as u64;
+    let mut run = |input: &View, max: Option<(&mut ViewMut, bool)>| {
+        rec.layer(
+            &|| format!("{name}.conv2"),
+            conv_event(c2),
+            plain,
+            c2.spec().flops(xl.voxels()),
+            bytes,
+            || c2.run_normalized(input, norm2, x, Epilogue::Accumulate, max),
         )
-    })?;
-    let n2 = || format!("{name}.conv2");
-    let Some((at, first)) = skip else {
-        return run_conv(rec, &n2, &part.conv2, &p.view(), x, Epilogue::Accumulate);
     };
-    let max_layout = xl.with(xl.c, 0);
-    let (input, mut max) = match at {
-        SkipAt::P(offset) => p.read_write(0, offset, max_layout),
-        SkipAt::T(offset) => (p.view(), t.get_at(offset, max_layout)),
-        SkipAt::Own(slot) => (p.view(), slot.get(max_layout)),
-    };
-    run_conv_max(rec, &n2, &part.conv2, &input, x, &mut max, first)
+    match skip {
+        None => run(&t.view(), None)?,
+        Some((SkipAt::T(offset), first)) => {
+            let (input, mut max) = t.read_write(0, offset, max_layout);
+            run(&input, Some((&mut max, first)))?
+        }
+        Some((SkipAt::Own(slot), first)) => {
+            run(&t.view(), Some((&mut slot.get(max_layout), first)))?
+        }
+    }
+    Ok(())
 }
 
 /// Where an encoder block's group max (a skip, or the bottom) goes. Each part's conv2
 /// folds itself in, in the epilogue instead of a pass over the block's output: a copy for
 /// the block's first part, the maximum for the others.
 enum SkipAt<'a> {
-    /// In the residual scratch slot `p`, at this offset (skip2, above the scratch).
-    P(usize),
     /// In `t` at this offset (skip1).
     T(usize),
     /// At offset 0 of a slot of its own.
@@ -667,38 +653,10 @@ impl SkipAt<'_> {
     /// The same place, borrowed for one part.
     fn reborrow(&mut self) -> SkipAt<'_> {
         match self {
-            SkipAt::P(offset) => SkipAt::P(*offset),
             SkipAt::T(offset) => SkipAt::T(*offset),
             SkipAt::Own(slot) => SkipAt::Own(slot),
         }
     }
-}
-
-/// [`run_conv`] (accumulating) that also folds its output into `max` (see [`SkipAt`]).
-fn run_conv_max(
-    rec: &mut Recorder,
-    name: &dyn Fn() -> String,
-    conv: &Conv3d,
-    input: &View,
-    output: &mut ViewMut,
-    max: &mut ViewMut,
-    first: bool,
-) -> Result<()> {
-    let ol = output.view_layout();
-    let s = conv.spec();
-    // The residual read and write, the max tensor's read (after the first part) and write.
-    let bytes = bytes_of(&[input.view_layout(), ol, ol, ol])
-        + if first { 0 } else { bytes_of(&[ol]) }
-        + (s.weight_len() * 4) as u64;
-    rec.layer(
-        name,
-        conv_event(conv),
-        ol,
-        s.flops(ol.voxels()),
-        bytes,
-        || conv.run_with_max(input, output, Epilogue::Accumulate, max, first),
-    )?;
-    Ok(())
 }
 
 /// A whole residual block on `x`, group by group.
@@ -708,9 +666,7 @@ fn residual_block(
     rb: &ResBlock,
     x: &mut ViewMut,
     x_stats: &[ChannelStats],
-    p: &mut Slot,
     t: &mut Slot,
-    isa: Isa,
     mut max: Option<SkipAt>,
 ) -> Result<()> {
     let cg = rb.channels / rb.parts.len();
@@ -728,9 +684,7 @@ fn residual_block(
             part,
             &mut x.channels_mut(g * cg, cg)?,
             &x_stats[g * cg..(g + 1) * cg],
-            p,
             t,
-            isa,
             max.as_mut().map(|at| (at.reborrow(), g == 0)),
         )?;
     }
@@ -789,10 +743,8 @@ impl UNet {
                 &self.rb1.parts[g],
                 &mut xg,
                 &xg_stats,
-                &mut w.p,
                 &mut w.t,
-                isa,
-                Some((SkipAt::P(off.skip2), g == 0)),
+                Some((SkipAt::Own(&mut w.skip2), g == 0)),
             )?;
             let xv = w.stream.view();
             rec.tensor(&|| format!("{net}.rb1"), g * f, &xv);
@@ -805,7 +757,7 @@ impl UNet {
                 &mut x2.channels_mut(2 * f * g, 2 * f)?,
             )?);
         }
-        rec.tensor(&|| format!("{net}.skip2"), 0, &w.p.view_at(off.skip2));
+        rec.tensor(&|| format!("{net}.skip2"), 0, &w.skip2.view());
 
         // Levels 2 to 4.
         residual_block(
@@ -813,9 +765,7 @@ impl UNet {
             &self.rb2,
             &mut w.stream.get_at(off.level2, lvl(1, 8 * f, 1)),
             &x2_stats,
-            &mut w.p,
             &mut w.t,
-            isa,
             Some(SkipAt::T(off.skip1)),
         )?;
         let x3_stats = run_conv_stats(
@@ -830,9 +780,7 @@ impl UNet {
             &self.rb3,
             &mut w.level3.get(lvl(2, 16 * f, 1)),
             &x3_stats,
-            &mut w.p,
             &mut w.t,
-            isa,
             Some(SkipAt::Own(&mut w.skip0)),
         )?;
         let x4_stats = run_conv_stats(
@@ -847,9 +795,7 @@ impl UNet {
             &self.rb4,
             &mut w.level4.get(lvl(3, 32 * f, 1)),
             &x4_stats,
-            &mut w.p,
             &mut w.t,
-            isa,
             Some(SkipAt::Own(&mut w.bottom)),
         )?;
 
@@ -891,9 +837,7 @@ impl UNet {
             &self.rb5,
             &mut w.level3.get(lvl(2, 8 * f, 1)),
             &x5_stats,
-            &mut w.p,
             &mut w.t,
-            isa,
             None,
         )?;
         up(
@@ -918,9 +862,7 @@ impl UNet {
             &self.rb6,
             &mut w.stream.get_at(off.level2, lvl(1, 4 * f, 1)),
             &x6_stats,
-            &mut w.p,
             &mut w.t,
-            isa,
             None,
         )?;
         up(
@@ -934,7 +876,7 @@ impl UNet {
         let x7_stats = run_pointwise(
             rec,
             &self.c2,
-            &[w.t.view(), w.p.view_at(off.skip2)],
+            &[w.t.view(), w.skip2.view()],
             &mut w.stream.get(lvl(0, 2 * f, 1)),
         )?;
         residual_block(
@@ -942,9 +884,7 @@ impl UNet {
             &self.rb7,
             &mut w.stream.get(lvl(0, 2 * f, 1)),
             &x7_stats,
-            &mut w.p,
             &mut w.t,
-            isa,
             None,
         )?;
         rec.tensor(&|| format!("{net}.rb7"), 0, &w.stream.view());
@@ -957,10 +897,10 @@ impl UNet {
                 &|| format!("{net}.fconv3"),
                 &self.fconv3,
                 &w.stream.view(),
-                &mut w.p.get(logits),
+                &mut w.skip2.get(logits),
                 Epilogue::Store,
             )?;
-            rec.tensor(&|| format!("{net}.logits"), 0, &w.p.view());
+            rec.tensor(&|| format!("{net}.logits"), 0, &w.skip2.view());
             let ol = probabilities.view_layout();
             rec.layer(
                 &|| format!("{net}.softmax"),
@@ -968,7 +908,7 @@ impl UNet {
                 ol,
                 0,
                 bytes_of(&[ol, ol]),
-                || elementwise::softmax(isa, &w.p.view(), probabilities),
+                || elementwise::softmax(isa, &w.skip2.view(), probabilities),
             )?;
         } else {
             // The logits never leave the registers: the last conv stores the softmax.

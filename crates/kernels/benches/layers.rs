@@ -9,7 +9,7 @@
 //!
 //! Run: `cargo bench -p brats-kernels` (filter with e.g. `-- avx512/2t/net128.rb7`).
 
-use brats_kernels::conv::{Conv3d, ConvSpec, Epilogue, Vectorize};
+use brats_kernels::conv::{Conv3d, ConvSpec, Epilogue, InputNorm, Vectorize};
 use brats_kernels::deconv::Deconv3d;
 use brats_kernels::norm;
 use brats_kernels::{Isa, Layout, Tensor};
@@ -155,6 +155,9 @@ fn fill(t: &mut Tensor) {
     }
 }
 
+/// Convs also benchmarked with a fused input norm ([`Conv3d::run_normalized`]).
+const NORMALIZED: &[&str] = &["net128.rb1.conv", "net128.rb7.conv"];
+
 fn layers(c: &mut Criterion) {
     for isa in isas() {
         for threads in [1, 2] {
@@ -202,6 +205,48 @@ fn layers(c: &mut Criterion) {
                         })
                     });
                 }
+            }
+            // The residual convs as the network runs them: instance norm + ReLU applied
+            // while staging the input (`<id>+norm`, against `<id>` plus the norm below).
+            for case in CONVS.iter().filter(|c| NORMALIZED.contains(&c.id)) {
+                let spec = ConvSpec {
+                    cin: case.groups * case.cin_g,
+                    cout: case.groups * case.cout_g,
+                    groups: case.groups,
+                    kernel: case.kernel,
+                    stride: case.stride,
+                };
+                let weights: Vec<f32> = (0..spec.weight_len())
+                    .map(|i| ((i % 17) as f32 - 8.0) * 0.01)
+                    .collect();
+                let s = case.side;
+                let mut input = Tensor::zeros(Layout::new(spec.cin, s, s, s, 0));
+                fill(&mut input);
+                let stats = norm::channel_stats(isa, &input.view());
+                let (gamma, beta) = (vec![1.0f32; spec.cin], vec![0.1f32; spec.cin]);
+                let affine = norm::affine(&stats, &gamma, &beta, 1e-3).unwrap();
+                let mut out = Tensor::zeros(Layout::new(spec.cout, s, s, s, 0));
+                let conv = Conv3d::new(isa, spec, &weights, None).unwrap();
+                group.throughput(Throughput::Elements(spec.flops(s * s * s)));
+                let id = format!("{}+norm", case.id);
+                group.bench_function(BenchmarkId::from_parameter(id), |b| {
+                    b.iter(|| {
+                        pool.install(|| {
+                            let norm = InputNorm {
+                                affine: &affine,
+                                relu: true,
+                            };
+                            conv.run_normalized(
+                                &input.view(),
+                                norm,
+                                &mut out.view_mut(),
+                                Epilogue::Store,
+                                None,
+                            )
+                            .unwrap()
+                        })
+                    })
+                });
             }
             // Instance norm + ReLU of rb1's first norm (32 channels at 128³), statistics
             // included, written into a zero-halo conv input.

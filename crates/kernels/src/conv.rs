@@ -42,6 +42,9 @@
 //!   return the output's per-channel sum and sum of squares, accumulated in f64 from the
 //!   tile registers ([`Conv3d::run_with_stats`]): the separate statistics pass read the
 //!   whole tensor again (about as long as the normalization itself).
+//! - **Input norm.** [`Conv3d::run_normalized`] applies an instance norm and ReLU to its
+//!   input as each task stages the planes it reads (`conv/staging.rs`), so a residual
+//!   block never writes a normalized tensor.
 //! - **Threads.** Tasks go to rayon. Every output element is produced by one task with one
 //!   fixed summation order (input channels, then taps), so results are bit-identical for
 //!   any thread count.
@@ -81,7 +84,7 @@
 //! 16 GB/s); a row-blocked task split for L2 reuse at 128³.
 
 use crate::isa::Kind;
-use crate::norm::ChannelStats;
+use crate::norm::{ChannelAffine, ChannelStats};
 use crate::tensor::{SharedMut, View, ViewMut};
 use crate::{Error, Isa};
 
@@ -111,6 +114,7 @@ macro_rules! dispatch_task {
 }
 
 mod channels;
+mod staging;
 mod width;
 
 /// Per-group packed weights above this many bytes switch to channel-block-outer order.
@@ -290,9 +294,7 @@ impl Conv3d {
             std::slice::from_ref(input),
             output,
             epilogue,
-            None,
-            None,
-            false,
+            Fused::default(),
         )
     }
 
@@ -309,14 +311,11 @@ impl Conv3d {
                 self.spec
             )));
         }
-        self.run_inner(
-            std::slice::from_ref(input),
-            output,
-            Epilogue::Store,
-            None,
-            None,
-            true,
-        )
+        let fused = Fused {
+            softmax: true,
+            ..Fused::default()
+        };
+        self.run_inner(std::slice::from_ref(input), output, Epilogue::Store, fused)
     }
 
     /// [`Conv3d::run`], also folding what it writes into `max` (same channels and size):
@@ -331,14 +330,50 @@ impl Conv3d {
         max: &mut ViewMut,
         first: bool,
     ) -> Result<(), Error> {
-        self.run_inner(
-            std::slice::from_ref(input),
-            output,
-            epilogue,
-            None,
-            Some((max, first)),
-            false,
-        )
+        let fused = Fused {
+            max: Some((max, first)),
+            ..Fused::default()
+        };
+        self.run_inner(std::slice::from_ref(input), output, epilogue, fused)
+    }
+
+    /// The convolution of `input` normalized per channel (instance norm, then ReLU if
+    /// `norm.relu`) without a normalized tensor: each task normalizes the input planes it
+    /// reads into a per-thread buffer with a zero halo (module note, "Input norm"), so
+    /// `input` needs no halo. Bit-identical to [`crate::norm::instance_norm`] into a
+    /// zero-halo tensor, then [`Conv3d::run`] (or [`Conv3d::run_with_max`] with `max`).
+    pub fn run_normalized(
+        &self,
+        input: &View,
+        norm: InputNorm,
+        output: &mut ViewMut,
+        epilogue: Epilogue,
+        max: Option<(&mut ViewMut, bool)>,
+    ) -> Result<(), Error> {
+        let fused = Fused {
+            input_norm: Some(norm),
+            max,
+            ..Fused::default()
+        };
+        self.run_inner(std::slice::from_ref(input), output, epilogue, fused)
+    }
+
+    /// [`Conv3d::run_normalized`] (storing) with the output statistics of
+    /// [`Conv3d::run_with_stats`].
+    pub fn run_normalized_with_stats(
+        &self,
+        input: &View,
+        norm: InputNorm,
+        output: &mut ViewMut,
+    ) -> Result<Vec<ChannelStats>, Error> {
+        self.with_stats(output, |conv, output, stats| {
+            let fused = Fused {
+                input_norm: Some(norm),
+                stats: Some(stats),
+                ..Fused::default()
+            };
+            conv.run_inner(std::slice::from_ref(input), output, Epilogue::Store, fused)
+        })
     }
 
     /// [`Conv3d::run`], also returning the per-channel mean and population variance of
@@ -360,9 +395,25 @@ impl Conv3d {
         output: &mut ViewMut,
         epilogue: Epilogue,
     ) -> Result<Vec<ChannelStats>, Error> {
+        self.with_stats(output, |conv, output, stats| {
+            let fused = Fused {
+                stats: Some(stats),
+                ..Fused::default()
+            };
+            conv.run_inner(inputs, output, epilogue, fused)
+        })
+    }
+
+    /// Runs `run` with a buffer for per-(channel, plane) partial sums and returns the
+    /// per-channel statistics they add up to.
+    fn with_stats(
+        &self,
+        output: &mut ViewMut,
+        run: impl FnOnce(&Conv3d, &mut ViewMut, &mut [f64]) -> Result<(), Error>,
+    ) -> Result<Vec<ChannelStats>, Error> {
         let ol = output.view_layout();
         let mut partial = vec![0.0f64; 2 * ol.c * ol.d];
-        self.run_inner(inputs, output, epilogue, Some(&mut partial), None, false)?;
+        run(self, output, &mut partial)?;
         // Partial sums are per (channel, plane); add the planes in order.
         let n = ol.voxels() as f64;
         Ok(partial
@@ -390,20 +441,22 @@ impl Conv3d {
         output: &mut ViewMut,
         epilogue: Epilogue,
     ) -> Result<(), Error> {
-        self.run_inner(inputs, output, epilogue, None, None, false)
+        self.run_inner(inputs, output, epilogue, Fused::default())
     }
 
-    /// `stats`, when given, has two f64 per (output channel, output plane) and receives
-    /// the (sum, sum of squares) of each plane.
     fn run_inner(
         &self,
         inputs: &[View],
         output: &mut ViewMut,
         epilogue: Epilogue,
-        stats: Option<&mut [f64]>,
-        max: Option<(&mut ViewMut, bool)>,
-        softmax: bool,
+        fused: Fused,
     ) -> Result<(), Error> {
+        let Fused {
+            input_norm,
+            stats,
+            max,
+            softmax,
+        } = fused;
         let spec = self.spec;
         let ol = output.view_layout();
         let fail = |m: String| Err(Error::new(format!("conv {spec:?}: {m}")));
@@ -433,7 +486,7 @@ impl Conv3d {
             if !l.same_spatial(&il) {
                 return fail(format!("input parts differ in size: {il} and {l}"));
             }
-            if l.halo < pad {
+            if l.halo < pad && input_norm.is_none() {
                 return fail(format!(
                     "input halo {} is smaller than the padding {pad}",
                     l.halo
@@ -454,17 +507,32 @@ impl Conv3d {
         if ol.voxels() == 0 {
             return Ok(());
         }
+        if let Some(norm) = input_norm {
+            if inputs.len() != 1 || norm.affine.len() != spec.cin {
+                return fail(format!(
+                    "an input norm needs one input part and {} channel affines ({} parts, {} affines given)",
+                    spec.cin,
+                    inputs.len(),
+                    norm.affine.len()
+                ));
+            }
+        }
         let (cin_g, cout_g) = (spec.cin / spec.groups, spec.cout / spec.groups);
+        // The input's origin: the first tap of output voxel 0 in its padded coordinates,
+        // or its interior origin when a task stages it (the staged copy has the padding).
+        let origin_pad = if input_norm.is_some() { 0 } else { pad };
         let mut parts = [Part {
             input: std::ptr::null(),
             cs: 0,
             ps: 0,
             rs: 0,
             channels: 0,
+            taps_z: [0; 3],
         }; MAX_PARTS];
         for (part, v) in parts.iter_mut().zip(inputs) {
             let b = v.buffer_layout();
-            let origin = b.index(v.c0(), 0, 0, 0) - (b.plane_stride() + b.row_stride() + 1) * pad;
+            let origin =
+                b.index(v.c0(), 0, 0, 0) - (b.plane_stride() + b.row_stride() + 1) * origin_pad;
             *part = Part {
                 input: v.data()[origin..].as_ptr(),
                 cs: b.channel_stride(),
@@ -476,6 +544,7 @@ impl Conv3d {
                 } else {
                     v.view_layout().c
                 },
+                taps_z: [0, 1, 2].map(|kz| kz * b.plane_stride()),
             };
         }
         let ob = output.buffer_layout();
@@ -521,6 +590,11 @@ impl Conv3d {
                 },
             },
             softmax,
+            input_norm: input_norm.map_or(std::ptr::null(), |n| n.affine.as_ptr()),
+            relu: input_norm.is_some_and(|n| n.relu),
+            in_d: il.d,
+            in_h: il.h,
+            in_w: il.w,
             stats: SharedMut(match stats {
                 Some(st) if st.len() == 2 * ol.c * ol.d => st.as_mut_ptr(),
                 Some(_) => return fail("statistics buffer has the wrong size".into()),
@@ -544,6 +618,25 @@ impl Conv3d {
     }
 }
 
+/// An instance norm (and ReLU) that [`Conv3d::run_normalized`] applies to its input.
+#[derive(Clone, Copy, Debug)]
+pub struct InputNorm<'a> {
+    /// One per input channel ([`norm::affine`]).
+    pub affine: &'a [ChannelAffine],
+    pub relu: bool,
+}
+
+/// What a call adds to the plain convolution (the public `run_*` methods).
+#[derive(Default)]
+struct Fused<'a, 'b> {
+    input_norm: Option<InputNorm<'a>>,
+    /// Two f64 per (output channel, output plane), receiving each plane's (sum, sum of
+    /// squares).
+    stats: Option<&'a mut [f64]>,
+    max: Option<(&'a mut ViewMut<'b>, bool)>,
+    softmax: bool,
+}
+
 /// Input parts of [`Conv3d::run_concat`] at most.
 pub const MAX_PARTS: usize = 3;
 
@@ -558,6 +651,24 @@ pub(crate) struct Part {
     pub(crate) rs: usize,
     /// Input channels this part contributes to one group.
     pub(crate) channels: usize,
+    /// From a tap's row pointer to the plane of tap `kz`: `kz * ps` in a tensor, the ring
+    /// slots in a task's staged input (`conv/staging.rs`).
+    pub(crate) taps_z: [usize; 3],
+}
+
+impl Job {
+    /// The job's input parts moved to group `g` and output plane `z` (a tensor input).
+    ///
+    /// # Safety
+    /// The job must be valid ([`Conv3d::run_inner`] built it), `g` and `z` within it.
+    #[inline(always)]
+    pub(crate) unsafe fn parts_at<const ST: usize>(&self, g: usize, z: usize) -> [Part; MAX_PARTS] {
+        let mut parts = self.parts;
+        for part in &mut parts[..self.n_parts] {
+            part.input = part.input.add(g * self.cin_g * part.cs + z * ST * part.ps);
+        }
+        parts
+    }
 }
 
 /// Everything a task needs, as raw pointers and strides (validated by [`Conv3d::run_concat`]).
@@ -585,6 +696,14 @@ pub(crate) struct Job {
     pub(crate) max: MaxOut,
     /// Store the softmax over the output channels ([`Conv3d::run_softmax`]).
     pub(crate) softmax: bool,
+    /// Null, or one affine per input channel: the tasks stage their input normalized
+    /// (`conv/staging.rs`), and the one part's `input` is at its interior origin.
+    pub(crate) input_norm: *const ChannelAffine,
+    pub(crate) relu: bool,
+    /// The input's interior size (for staging).
+    pub(crate) in_d: usize,
+    pub(crate) in_h: usize,
+    pub(crate) in_w: usize,
 }
 
 /// The second output of [`Conv3d::run_with_max`], at the interior origin of its channel 0.

@@ -14,8 +14,10 @@
 //! (`Conv3d::run_with_stats` sums each output tile in f64 while it is still in registers),
 //! which saves a full read of the tensor; [`channel_stats`] is the stand-alone version.
 //!
-//! The normalization itself is one pass: `y = max(0, x * scale + shift)` with
-//! `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale` computed in f64
+//! In the network the normalization is applied by the convolution that reads it
+//! (`Conv3d::run_normalized`, with [`normalize_row`]'s arithmetic, bit-identical);
+//! [`instance_norm`] is the stand-alone pass. It is one pass:
+//! `y = max(0, x * scale + shift)` with `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale` computed in f64
 //! and rounded once; it reads a halo-free conv output and writes straight into the
 //! zero-halo input buffer of the next convolution.
 //!
@@ -100,6 +102,65 @@ pub fn channel_stats(isa: Isa, input: &View) -> Vec<ChannelStats> {
         .collect()
 }
 
+/// One channel's instance norm as a single multiply-add: `y = x * scale + shift`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChannelAffine {
+    pub scale: f32,
+    pub shift: f32,
+}
+
+/// Each channel's [`ChannelAffine`] from its statistics and the norm's `gamma`, `beta`
+/// and `eps`: `scale = gamma / sqrt(var + eps)`, `shift = beta - mean * scale`, in f64,
+/// rounded once.
+pub fn affine(
+    stats: &[ChannelStats],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f64,
+) -> Result<Vec<ChannelAffine>, Error> {
+    if gamma.len() != stats.len() || beta.len() != stats.len() {
+        return Err(Error::new(format!(
+            "instance norm: {} channels but {} gamma and {} beta values",
+            stats.len(),
+            gamma.len(),
+            beta.len()
+        )));
+    }
+    if eps.is_nan() || eps <= 0.0 {
+        return Err(Error::new(format!(
+            "instance norm: eps must be positive, got {eps}"
+        )));
+    }
+    Ok(stats
+        .iter()
+        .zip(gamma.iter().zip(beta))
+        .map(|(st, (&g, &b))| {
+            let scale = g as f64 / (st.var + eps).sqrt();
+            ChannelAffine {
+                scale: scale as f32,
+                shift: (b as f64 - st.mean * scale) as f32,
+            }
+        })
+        .collect())
+}
+
+/// `dst = max(0, src * scale + shift)` (without the max unless `relu`): the one place the
+/// normalization's arithmetic is written, shared by [`instance_norm`] and the convolution
+/// that normalizes its input as it stages it (`conv`'s input norm), so the two are
+/// bit-identical. Inlined into its caller's instruction set, where it vectorizes.
+#[inline(always)]
+pub(crate) fn normalize_row(src: &[f32], dst: &mut [f32], a: ChannelAffine, relu: bool) {
+    if relu {
+        for (o, &x) in dst.iter_mut().zip(src) {
+            *o = (x * a.scale + a.shift).max(0.0);
+        }
+    } else {
+        for (o, &x) in dst.iter_mut().zip(src) {
+            *o = x * a.scale + a.shift;
+        }
+    }
+}
+
 /// Instance normalization with affine `gamma`, `beta`, `eps`, then ReLU if `relu`:
 /// reads `input`, writes `output` (same shape, any halo; the halo is not touched).
 /// `stats` are `input`'s [`channel_stats`], or computed here when `None`.
@@ -120,23 +181,10 @@ pub fn instance_norm(
             "instance norm: input {il} and output {ol} differ"
         )));
     }
-    if gamma.len() != il.c || beta.len() != il.c {
-        return Err(Error::new(format!(
-            "instance norm: {} channels but {} gamma and {} beta values",
-            il.c,
-            gamma.len(),
-            beta.len()
-        )));
-    }
     if stats.is_some_and(|s| s.len() != il.c) {
         return Err(Error::new(format!(
             "instance norm: stats for a different channel count than {}",
             il.c
-        )));
-    }
-    if eps.is_nan() || eps <= 0.0 {
-        return Err(Error::new(format!(
-            "instance norm: eps must be positive, got {eps}"
         )));
     }
     let computed;
@@ -147,21 +195,14 @@ pub fn instance_norm(
             &computed
         }
     };
-    let affine: Vec<(f32, f32)> = stats
-        .iter()
-        .zip(gamma.iter().zip(beta))
-        .map(|(st, (&g, &b))| {
-            let scale = g as f64 / (st.var + eps).sqrt();
-            (scale as f32, (b as f64 - st.mean * scale) as f32)
-        })
-        .collect();
+    let affine = affine(stats, gamma, beta, eps)?;
     let (ib, ob) = (input.buffer_layout(), output.buffer_layout());
     let (ic0, oc0) = (input.c0(), output.c0());
     let src = input.data();
     let dst = SharedMut(output.data_mut().as_mut_ptr());
     (0..il.c * il.d).into_par_iter().for_each(|t| {
         let (c, z) = (t / il.d, t % il.d);
-        let (scale, shift) = affine[c];
+        let a = affine[c];
         crate::trace::task(|| {
             vectorized(
                 isa,
@@ -176,15 +217,7 @@ pub fn instance_norm(
                         // its own (channel, plane).
                         let out =
                             unsafe { std::slice::from_raw_parts_mut(dst.get().add(di), il.w) };
-                        if relu {
-                            for (o, &x) in out.iter_mut().zip(row) {
-                                *o = (x * scale + shift).max(0.0);
-                            }
-                        } else {
-                            for (o, &x) in out.iter_mut().zip(row) {
-                                *o = x * scale + shift;
-                            }
-                        }
+                        normalize_row(row, out, a, relu);
                     }
                 },
             )

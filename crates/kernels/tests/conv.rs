@@ -631,3 +631,158 @@ fn fused_softmax_is_the_conv_then_the_softmax() {
         assert!(err.to_string().contains("fused softmax"), "{err}");
     }
 }
+
+/// `run_normalized` (each task normalizes the input planes it reads) gives exactly
+/// `norm::instance_norm` into a zero-halo tensor followed by the plain conv: the output,
+/// the statistics and the max output bit for bit, on every ISA and kernel, for one-plane
+/// and slab tasks (the width kernel's ring of staged planes wraps), weights-outer tasks, groups, stride 2 and 1x1, ReLU or not, from an
+/// input without a halo that is a channel range of a larger tensor.
+#[test]
+fn normalized_input_is_the_norm_then_the_conv() {
+    use brats_kernels::conv::InputNorm;
+    use brats_kernels::norm;
+    for isa in isas() {
+        for vectorize in [Vectorize::Width, Vectorize::Channels, Vectorize::Auto] {
+            for (i, (c, relu)) in [
+                (case(8, 8, 1, 3, 1, (3, 5, 49)), true),
+                (case(8, 8, 4, 3, 1, (5, 6, 20)), true),
+                (case(16, 16, 1, 3, 1, (6, 7, 8)), false),
+                (case(4, 16, 2, 3, 2, (5, 6, 34)), true),
+                (case(24, 8, 1, 1, 1, (2, 3, 17)), true),
+                // Deep enough for tasks of several planes: the staged ring wraps.
+                (case(4, 8, 1, 3, 1, (40, 3, 20)), true),
+                (case(3, 8, 2, 3, 2, (70, 4, 21)), true),
+                (case(5, 4, 1, 1, 1, (37, 2, 18)), false),
+                // Per-group weights over the weights-outer limit: whole-volume tasks.
+                (case(64, 64, 1, 3, 1, (3, 4, 5)), true),
+                (case(48, 64, 1, 3, 1, (20, 2, 17)), true),
+                (case(2, 4, 1, 3, 1, (1, 1, 4)), true),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let spec = ConvSpec {
+                    cin: c.cin_g * c.groups,
+                    cout: c.cout_g * c.groups,
+                    groups: c.groups,
+                    kernel: c.kernel,
+                    stride: c.stride,
+                };
+                let (d, h, w) = c.dims;
+                let (od, oh, ow) = (
+                    spec.output_size(d),
+                    spec.output_size(h),
+                    spec.output_size(w),
+                );
+                let seed = 1300 + 10 * i as u64;
+                let conv = Conv3d::new(
+                    isa,
+                    spec,
+                    &random(seed, spec.weight_len()),
+                    Some(&random(seed + 1, spec.cout)),
+                )
+                .unwrap()
+                .with_vectorize(vectorize);
+                // The input: channels 1.. of a tensor without a halo, offset from zero so
+                // that the norm matters.
+                let x: Vec<f32> = random(seed + 2, (spec.cin + 2) * d * h * w)
+                    .iter()
+                    .map(|v| 3.0 * v + 0.5)
+                    .collect();
+                let all_in = Tensor::from_dense(Layout::new(spec.cin + 2, d, h, w, 0), &x).unwrap();
+                let input = all_in.channels(1, spec.cin).unwrap();
+                let stats = norm::channel_stats(isa, &input);
+                let gamma = random(seed + 3, spec.cin);
+                let beta = random(seed + 4, spec.cin);
+                let affine = norm::affine(&stats, &gamma, &beta, 1e-3).unwrap();
+                let mut normalized = Tensor::zeros(Layout::new(spec.cin, d, h, w, c.kernel / 2));
+                norm::instance_norm(
+                    isa,
+                    &input,
+                    Some(&stats),
+                    &gamma,
+                    &beta,
+                    1e-3,
+                    relu,
+                    &mut normalized.view_mut(),
+                )
+                .unwrap();
+                let what = format!("{} {c:?} relu {relu} {vectorize:?}", isa.name());
+                let out_layout = Layout::new(spec.cout, od, oh, ow, 0);
+                let norm = InputNorm {
+                    affine: &affine,
+                    relu,
+                };
+
+                // Storing, with statistics.
+                let mut want = Tensor::zeros(out_layout);
+                let want_stats = conv
+                    .run_with_stats(&normalized.view(), &mut want.view_mut(), Epilogue::Store)
+                    .unwrap();
+                let mut got = Tensor::zeros(out_layout);
+                let got_stats = conv
+                    .run_normalized_with_stats(&input, norm, &mut got.view_mut())
+                    .unwrap();
+                assert!(want.to_dense() == got.to_dense(), "{what}: output");
+                assert_eq!(want_stats, got_stats, "{what}: statistics");
+
+                // Accumulating, with a max output.
+                let old = random(seed + 5, spec.cout * od * oh * ow);
+                let max_before = random(seed + 6, spec.cout * od * oh * ow);
+                let mut want = Tensor::from_dense(out_layout, &old).unwrap();
+                let mut want_max = Tensor::from_dense(out_layout, &max_before).unwrap();
+                conv.run_with_max(
+                    &normalized.view(),
+                    &mut want.view_mut(),
+                    Epilogue::Accumulate,
+                    &mut want_max.view_mut(),
+                    false,
+                )
+                .unwrap();
+                let mut got = Tensor::from_dense(out_layout, &old).unwrap();
+                let mut got_max = Tensor::from_dense(out_layout, &max_before).unwrap();
+                conv.run_normalized(
+                    &input,
+                    norm,
+                    &mut got.view_mut(),
+                    Epilogue::Accumulate,
+                    Some((&mut got_max.view_mut(), false)),
+                )
+                .unwrap();
+                assert!(want.to_dense() == got.to_dense(), "{what}: accumulated");
+                assert!(want_max.to_dense() == got_max.to_dense(), "{what}: max");
+            }
+        }
+    }
+    // One affine per input channel, or an error.
+    let spec = ConvSpec {
+        cin: 2,
+        cout: 4,
+        groups: 1,
+        kernel: 3,
+        stride: 1,
+    };
+    let conv = Conv3d::new(Isa::PORTABLE, spec, &[0.0; 4 * 2 * 27], None).unwrap();
+    let x = Tensor::zeros(Layout::new(2, 3, 3, 3, 0));
+    let mut out = Tensor::zeros(Layout::new(4, 3, 3, 3, 0));
+    let affine = norm::affine(
+        &norm::channel_stats(Isa::PORTABLE, &x.channels(0, 1).unwrap()),
+        &[1.0],
+        &[0.0],
+        1e-3,
+    )
+    .unwrap();
+    let err = conv
+        .run_normalized(
+            &x.view(),
+            InputNorm {
+                affine: &affine,
+                relu: true,
+            },
+            &mut out.view_mut(),
+            Epilogue::Store,
+            None,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("affines"), "{err}");
+}

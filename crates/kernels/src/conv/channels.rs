@@ -26,7 +26,8 @@
 //! valid row and the last column tile of a row overlaps its predecessor: the repeated
 //! voxels are computed and not stored.
 
-use super::{Job, MAX_PARTS};
+use super::staging::Staged;
+use super::{Job, Part, MAX_PARTS};
 use crate::isa::Kind;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::Avx512;
@@ -103,6 +104,29 @@ unsafe fn task_portable<const K: usize, const ST: usize>(job: &Job, task: &Task)
     task_small_registers::<Portable, K, ST>(Portable, job, task)
 }
 
+/// The task's input parts at its first output plane: the job's, or with an input norm
+/// every input plane of the task staged (`conv/staging.rs`), which the returned ring
+/// holds.
+///
+/// # Safety
+/// As [`run_task`].
+#[inline(always)]
+unsafe fn task_input<const K: usize, const ST: usize>(
+    job: &Job,
+    task: &Task,
+) -> (Option<Staged>, [Part; MAX_PARTS]) {
+    let (z0, z1) = task.z_range;
+    if job.input_norm.is_null() {
+        return (None, job.parts_at::<ST>(task.group, z0));
+    }
+    let first = (z0 * ST) as isize - (K / 2) as isize;
+    let planes = (z1 - z0 - 1) * ST + K;
+    let mut staged = Staged::new(job, K, task.group, first, planes);
+    staged.stage_to(job, first + planes as isize - 1);
+    let parts = staged.parts(job, first);
+    (Some(staged), parts)
+}
+
 /// Packed blocks per task: the widest tile's channel vectors. (Four vectors of channels
 /// x 3 rows x 2 columns loads less per FMA than 2 x 3 x 4, but measured slower: 150
 /// against 194 GFLOP/s on net32.rb4.conv, whose 16 tasks then each hold 1.8 MB of
@@ -113,14 +137,15 @@ const CHUNK_BLOCKS: usize = 2;
 #[target_feature(enable = "avx512f")]
 unsafe fn task_avx512<const K: usize, const ST: usize>(job: &Job, task: &Task) {
     let s = Avx512;
+    let (_staged, parts) = task_input::<K, ST>(job, task);
     let mut b = task.blocks.0;
     while b < task.blocks.1 {
         let left = task.blocks.1 - b;
         if left >= 2 {
-            task_body::<_, 2, 2, 4, K, ST>(s, job, task, b);
+            task_body::<_, 2, 2, 4, K, ST>(s, job, &parts, task, b);
             b += 2;
         } else {
-            task_body::<_, 1, 4, 4, K, ST>(s, job, task, b);
+            task_body::<_, 1, 4, 4, K, ST>(s, job, &parts, task, b);
             b += 1;
         }
     }
@@ -139,19 +164,21 @@ unsafe fn task_small_registers<S: Simd, const K: usize, const ST: usize>(
     job: &Job,
     task: &Task,
 ) {
+    let (_staged, parts) = task_input::<K, ST>(job, task);
     let mut b = task.blocks.0;
     while b < task.blocks.1 {
         if task.blocks.1 - b >= 2 {
-            task_body::<S, 2, 1, 4, K, ST>(s, job, task, b);
+            task_body::<S, 2, 1, 4, K, ST>(s, job, &parts, task, b);
             b += 2;
         } else {
-            task_body::<S, 1, 3, 4, K, ST>(s, job, task, b);
+            task_body::<S, 1, 3, 4, K, ST>(s, job, &parts, task, b);
             b += 1;
         }
     }
 }
 
-/// One task: all row tiles of its planes, each row in tiles of [`COLUMNS`] columns.
+/// One task: all row tiles of its planes, each row in tiles of [`COLUMNS`] columns, from
+/// the task's input `parts` at its first plane ([`task_input`]).
 #[inline(always)]
 unsafe fn task_body<
     S: Simd,
@@ -163,6 +190,7 @@ unsafe fn task_body<
 >(
     s: S,
     job: &Job,
+    parts: &[Part; MAX_PARTS],
     task: &Task,
     first_block: usize,
 ) {
@@ -189,11 +217,11 @@ unsafe fn task_body<
         while xt < job.out_w {
             let x0 = xt.min(job.out_w - C);
             let mut inputs = [[std::ptr::null(); R]; MAX_PARTS];
-            for (rows, part) in inputs.iter_mut().zip(&job.parts[..job.n_parts]) {
+            for (rows, part) in inputs.iter_mut().zip(&parts[..job.n_parts]) {
                 for (row, &(z, y)) in rows.iter_mut().zip(&zy) {
-                    *row = part.input.add(
-                        g * job.cin_g * part.cs + z * ST * part.ps + y * ST * part.rs + x0 * ST,
-                    );
+                    *row = part
+                        .input
+                        .add((z - z0) * ST * part.ps + y * ST * part.rs + x0 * ST);
                 }
             }
             let tile = Tile {
@@ -216,7 +244,7 @@ unsafe fn task_body<
                     job.stats.get().add(2 * goc0 * job.out_d)
                 },
             };
-            tile_kernel::<S, NOC, R, C, K, ST>(s, job, &tile);
+            tile_kernel::<S, NOC, R, C, K, ST>(s, job, parts, &tile);
             xt += C;
         }
         r0 += R;
@@ -259,16 +287,19 @@ unsafe fn tile_kernel<
 >(
     s: S,
     job: &Job,
+    parts: &[Part; MAX_PARTS],
     t: &Tile<R>,
 ) {
     let lanes = S::LANES;
     let block_stride = job.cin_g * K * K * K * lanes;
     let mut acc = [[[s.zero(); C]; R]; NOC];
     let mut w = t.weights;
-    for (part, rows) in job.parts[..job.n_parts].iter().zip(&t.inputs) {
+    for (part, rows) in parts[..job.n_parts].iter().zip(&t.inputs) {
         for ci in 0..part.channels {
             for kz in 0..K {
                 for ky in 0..K {
+                    // `kz * ps`, not `taps_z`: a staged slab does not wrap, and the
+                    // array's three offsets made the compiler spill accumulators.
                     let offset = ci * part.cs + kz * part.ps + ky * part.rs;
                     for kx in 0..K {
                         let wv: [S::V; NOC] =

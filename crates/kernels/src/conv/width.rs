@@ -13,7 +13,8 @@
 //! `OC` is half the packed block of `LANES` output channels, so a tile reads its weights
 //! at a stride of `LANES` floats per tap, starting at the block's first or second half.
 
-use super::{Job, MAX_PARTS, WEIGHTS_INNER_LIMIT};
+use super::staging::Staged;
+use super::{Job, Part, MAX_PARTS, WEIGHTS_INNER_LIMIT};
 use crate::isa::Kind;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{Avx2, Avx512};
@@ -34,39 +35,62 @@ struct Task {
     /// Tile channel blocks (`OC` channels each) of the group.
     ob_range: (usize, usize),
     z_range: (usize, usize),
+    /// One channel block at a time over all the task's planes (weights outer), instead
+    /// of every block per tile.
+    blocks_outer: bool,
 }
 
-/// Runs the whole job: a task per (group, output plane), or per (group, tile channel
-/// block) when the group's weights exceed [`WEIGHTS_INNER_LIMIT`].
+/// Tasks a job with an input norm is split into at least (when it has that many output
+/// planes): its tasks are slabs of planes, so that each stages an input plane once per
+/// slab (`conv/staging.rs`); a fixed number, so that the split does not depend on the
+/// thread count.
+const MIN_STAGED_TASKS: usize = 16;
+
+/// Runs the whole job: a task per (group, output plane), per (group, slab of planes) with
+/// an input norm, or per (group, tile channel block) when the group's weights exceed
+/// [`WEIGHTS_INNER_LIMIT`].
 pub(super) fn run(isa: Kind, k: usize, s: usize, groups: usize, job: &Job) {
     let n_ob = job.cout_g.div_ceil(tile_oc(isa));
     let lanes = super::lanes(isa);
     let per_group_bytes = job.cin_g * k.pow(3) * job.n_pb * lanes * 4;
     let oc_outer = per_group_bytes > WEIGHTS_INNER_LIMIT;
-    let tasks = if oc_outer {
+    let per_slab = if job.input_norm.is_null() {
+        1
+    } else {
+        let slabs = MIN_STAGED_TASKS.div_ceil(groups).clamp(1, job.out_d);
+        job.out_d.div_ceil(slabs)
+    };
+    let slabs = job.out_d.div_ceil(per_slab);
+    let staged = !job.input_norm.is_null();
+    // Weights-outer tasks are one channel block over the whole volume; with an input norm
+    // they are slabs instead, which stage their planes once for all blocks.
+    let tasks = if oc_outer && !staged {
         groups * n_ob
     } else {
-        groups * job.out_d
+        groups * slabs
     };
     (0..tasks).into_par_iter().for_each(|t| {
-        let task = if oc_outer {
+        let task = if oc_outer && !staged {
             Task {
                 group: t / n_ob,
                 ob_range: (t % n_ob, t % n_ob + 1),
                 z_range: (0, job.out_d),
+                blocks_outer: true,
             }
         } else {
+            let z0 = t % slabs * per_slab;
             Task {
-                group: t / job.out_d,
+                group: t / slabs,
                 ob_range: (0, n_ob),
-                z_range: (t % job.out_d, t % job.out_d + 1),
+                z_range: (z0, (z0 + per_slab).min(job.out_d)),
+                blocks_outer: oc_outer,
             }
         };
         // Safety: `Conv3d::run_inner` checked the channel counts, the input halo (so
         // every tap reads inside the buffer, with at most two vectors of over-read that
         // the buffer slack covers) and the output size (so every store lands in the
         // output view's interior). Tasks write disjoint output elements: each owns one
-        // (group, output plane) or one (group, channel block). The ISA was proven present
+        // (group, planes) or one (group, channel block). The ISA was proven present
         // when the `Isa` behind `isa` was obtained.
         crate::trace::task(|| unsafe { run_task(isa, k, s, job, &task) })
     });
@@ -108,40 +132,107 @@ unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, c
     job: &Job,
     task: &Task,
 ) {
+    let (z0, z1) = task.z_range;
+    let (k, pad) = (K as isize, (K / 2) as isize);
+    let first = (z0 * ST) as isize - pad;
+    if job.input_norm.is_null() {
+        let parts = |zo: usize| job.parts_at::<ST>(task.group, zo);
+        return task_planes::<S, OC, NW, K, ST>(s, job, task, parts);
+    }
+    if task.blocks_outer {
+        // Every plane of the slab staged first (no wrap), then read once per block.
+        let planes = (z1 - z0 - 1) * ST + K;
+        let mut staged = Staged::new(job, K, task.group, first, planes);
+        staged.stage_to(job, first + planes as isize - 1);
+        let parts = |zo: usize| staged.parts(job, (zo * ST) as isize - pad);
+        return task_planes::<S, OC, NW, K, ST>(s, job, task, parts);
+    }
+    // A ring of K planes: each output plane stages the input planes it newly needs.
+    let staged = std::cell::RefCell::new(Staged::new(job, K, task.group, first, K));
+    let parts = |zo: usize| {
+        let p0 = (zo * ST) as isize - pad;
+        let mut st = staged.borrow_mut();
+        st.stage_to(job, p0 + k - 1);
+        st.parts(job, p0)
+    };
+    task_planes::<S, OC, NW, K, ST>(s, job, task, parts)
+}
+
+/// The task's output planes in order (or, for a blocks-outer task, every plane per
+/// channel block), reading plane `zo`'s input from `parts_at(zo)`.
+#[inline(always)]
+unsafe fn task_planes<
+    S: Simd,
+    const OC: usize,
+    const NW: usize,
+    const K: usize,
+    const ST: usize,
+>(
+    s: S,
+    job: &Job,
+    task: &Task,
+    mut parts_at: impl FnMut(usize) -> [Part; MAX_PARTS],
+) {
+    let (ob0, ob1) = task.ob_range;
+    let steps = if task.blocks_outer { ob1 - ob0 } else { 1 };
+    for step in 0..steps {
+        let blocks = if task.blocks_outer {
+            (ob0 + step, ob0 + step + 1)
+        } else {
+            (ob0, ob1)
+        };
+        for zo in task.z_range.0..task.z_range.1 {
+            let parts = parts_at(zo);
+            plane::<S, OC, NW, K, ST>(s, job, &parts, task.group, blocks, zo);
+        }
+    }
+}
+
+/// Channel blocks `blocks` of output plane `zo` of group `g`.
+#[inline(always)]
+unsafe fn plane<S: Simd, const OC: usize, const NW: usize, const K: usize, const ST: usize>(
+    s: S,
+    job: &Job,
+    parts: &[Part; MAX_PARTS],
+    g: usize,
+    blocks: (usize, usize),
+    zo: usize,
+) {
     let lanes = S::LANES;
     let step = NW * lanes;
-    for zo in task.z_range.0..task.z_range.1 {
-        // Column by column (one W-tile wide), rows innermost: consecutive rows share 6 of
-        // their 9 input row segments per input channel, which then come from L1.
-        let mut x0 = 0;
-        while x0 < job.out_w {
-            let rem = job.out_w - x0;
-            let nv = if rem >= step { NW } else { rem.div_ceil(lanes) };
-            let last = (rem - (nv - 1) * lanes).min(lanes);
-            if nv == 1 {
-                // A column one vector wide (all of a row of at most `LANES`, or the end of
-                // a longer one): a tile is `NW` consecutive rows of it instead of one
-                // vector, which alone would leave 8 accumulators and a load per broadcast
-                // weight.
-                let mut yo = 0;
-                while yo < job.out_h {
-                    let rows = (job.out_h - yo).min(NW);
-                    row_tile::<S, OC, NW, K, ST, true>(s, job, task, zo, yo, x0, rows, last);
-                    yo += rows;
-                }
-            } else {
-                for yo in 0..job.out_h {
-                    row_tile::<S, OC, NW, K, ST, false>(s, job, task, zo, yo, x0, nv, last);
-                }
+    // Column by column (one W-tile wide), rows innermost: consecutive rows share 6 of
+    // their 9 input row segments per input channel, which then come from L1.
+    let mut x0 = 0;
+    while x0 < job.out_w {
+        let rem = job.out_w - x0;
+        let nv = if rem >= step { NW } else { rem.div_ceil(lanes) };
+        let last = (rem - (nv - 1) * lanes).min(lanes);
+        if nv == 1 {
+            // A column one vector wide (all of a row of at most `LANES`, or the end of
+            // a longer one): a tile is `NW` consecutive rows of it instead of one
+            // vector, which alone would leave 8 accumulators and a load per broadcast
+            // weight.
+            let mut yo = 0;
+            while yo < job.out_h {
+                let rows = (job.out_h - yo).min(NW);
+                row_tile::<S, OC, NW, K, ST, true>(
+                    s, job, parts, g, blocks, zo, yo, x0, rows, last,
+                );
+                yo += rows;
             }
-            x0 += nv * lanes;
+        } else {
+            for yo in 0..job.out_h {
+                row_tile::<S, OC, NW, K, ST, false>(s, job, parts, g, blocks, zo, yo, x0, nv, last);
+            }
         }
+        x0 += nv * lanes;
     }
 }
 
 /// Every channel block of the task on one tile: `nv` vectors from output voxel
 /// `(zo, yo, x0)`, along the row, or down the rows when `ROWS`. `last` lanes of the last
-/// vector (of every vector when `ROWS`) are stored.
+/// vector (of every vector when `ROWS`) are stored. `parts` is the task's input
+/// at output plane `zo` ([`Job::parts_at`], or a staged input).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn row_tile<
@@ -154,7 +245,9 @@ unsafe fn row_tile<
 >(
     s: S,
     job: &Job,
-    task: &Task,
+    parts: &[Part; MAX_PARTS],
+    g: usize,
+    blocks: (usize, usize),
     zo: usize,
     yo: usize,
     x0: usize,
@@ -163,21 +256,18 @@ unsafe fn row_tile<
 ) {
     let lanes = S::LANES;
     let taps = K * K * K;
-    let g = task.group;
     let mut in_rows = [std::ptr::null(); MAX_PARTS];
     let mut in_steps = [0; MAX_PARTS];
     for ((row, step), part) in in_rows
         .iter_mut()
         .zip(&mut in_steps)
-        .zip(&job.parts[..job.n_parts])
+        .zip(&parts[..job.n_parts])
     {
-        *row = part
-            .input
-            .add(g * job.cin_g * part.cs + zo * ST * part.ps + yo * ST * part.rs + x0 * ST);
+        *row = part.input.add(yo * ST * part.rs + x0 * ST);
         *step = ST * part.rs;
     }
     let out_row = job.output.0.add(zo * job.out_ps + yo * job.out_rs);
-    for ob in task.ob_range.0..task.ob_range.1 {
+    for ob in blocks.0..blocks.1 {
         let oc0 = g * job.cout_g + ob * OC;
         // Tile block `ob` is half `ob % 2` of packed block `ob / 2`.
         let (pb, half) = (ob * OC / lanes, ob * OC % lanes);
@@ -198,9 +288,9 @@ unsafe fn row_tile<
             },
         };
         match nv {
-            1 => tile_kernel::<S, OC, 1, K, ST, ROWS>(s, job, &tile),
-            2 => tile_kernel::<S, OC, 2, K, ST, ROWS>(s, job, &tile),
-            _ => tile_kernel::<S, OC, NW, K, ST, ROWS>(s, job, &tile),
+            1 => tile_kernel::<S, OC, 1, K, ST, ROWS>(s, job, parts, &tile),
+            2 => tile_kernel::<S, OC, 2, K, ST, ROWS>(s, job, parts, &tile),
+            _ => tile_kernel::<S, OC, NW, K, ST, ROWS>(s, job, parts, &tile),
         }
     }
 }
@@ -235,12 +325,13 @@ unsafe fn tile_kernel<
 >(
     s: S,
     job: &Job,
+    parts: &[Part; MAX_PARTS],
     t: &Tile,
 ) {
     let lanes = S::LANES;
     let mut acc = [[s.zero(); NW]; OC];
     let mut w = t.weights;
-    for ((part, &input), &row_step) in job.parts[..job.n_parts]
+    for ((part, &input), &row_step) in parts[..job.n_parts]
         .iter()
         .zip(&t.inputs)
         .zip(&t.input_row_steps)
@@ -251,7 +342,7 @@ unsafe fn tile_kernel<
             let plane = input.add(ci * part.cs);
             for kz in 0..K {
                 for ky in 0..K {
-                    let row = plane.add(kz * part.ps + ky * part.rs);
+                    let row = plane.add(part.taps_z[kz] + ky * part.rs);
                     for kx in 0..K {
                         let mut x = [s.zero(); NW];
                         for (v, xv) in x.iter_mut().enumerate() {

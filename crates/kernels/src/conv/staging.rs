@@ -1,0 +1,155 @@
+//! The input normalization of [`super::Conv3d::run_normalized`]: a task normalizes (instance
+//! norm, ReLU) the input planes it reads into a per-thread buffer with a zero halo, and
+//! the kernels read that buffer as their input.
+//!
+//! Why: a residual block's `conv(relu(norm(x)))` otherwise writes the normalized tensor
+//! and reads it back, two passes over a tensor of up to 268 MB at 128³ that run at the
+//! memory's streaming rate (the norms were 177-206 ms of a 2.2 s forward pass). Staged,
+//! the input is read once, by the task that needs it, and the normalized copy lives in
+//! cache.
+//!
+//! How: the buffer is a ring of `slots` padded planes of the group's input channels,
+//! `[slot][channel][row][column]`; input plane `p` lives in slot `(p - first) % slots`.
+//! - The width kernel walks its output planes in order with a ring of `K` slots: each
+//!   output plane stages the `ST` input planes it newly needs (the first one all `K`), so
+//!   each input plane is normalized once per task, and the kernel reaches the plane of
+//!   tap `kz` through [`Part::taps_z`], which follows the ring. While it computes a plane,
+//!   it prefetches the source rows of the planes the next one will stage, so staging reads
+//!   them from cache instead of stalling on memory.
+//! - The channel kernel's tiles span several planes, so its task (a slab of small planes)
+//!   stages every plane of the slab in order, with as many slots as planes (no wrap).
+//!
+//! - Weights-outer tasks (per-group weights over `WEIGHTS_INNER_LIMIT`) become slabs too,
+//!   staged whole and read once per channel block, instead of one block over the volume
+//!   restaging every plane per block.
+//!
+//! Measured (2 threads, norm pass + conv against the fused conv, medians of 5 in one
+//! run, machine load ~1): 16 channels at 128³ 133 against 125 ms, 32 at 64³ 65.6 against
+//! 61.8, 64 at 32³ 43.9 against 42.1, 128 at 16³ 19.3 against 16.3. In the whole pass it
+//! is about even (`brats-seg bench`, 6 alternating pairs: 2.03 against 2.01 s medians)
+//! and peak RSS drops from 693 to 634 MB (no normalized tensor). The normalization still
+//! costs about what the pass did: the source is read from memory either way, and here
+//! the read is not overlapped with the FMAs. Tried and not kept: one-plane tasks staging
+//! their three planes each (net128.rb1's convs 165 + 200 ms against 112 + 142 plus 56 ms
+//! of norms), prefetching the next planes' source rows during a plane's last column (16
+//! channels at 128³, 1 thread: 241 against 232 ms without), weights-outer tasks that
+//! restage per block (64 channels at 32³: 43.8 against 36.5 ms for norm + conv).
+
+use super::{Job, Part, MAX_PARTS};
+use crate::norm;
+use crate::tensor::SLACK;
+use std::cell::Cell;
+
+thread_local! {
+    /// Each worker thread's buffer, lent to one task at a time ([`Staged`]).
+    static BUFFER: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// A task's normalized input planes (see the module note); gives the thread's buffer back
+/// when dropped.
+pub(super) struct Staged {
+    buf: Vec<f32>,
+    group: usize,
+    pad: usize,
+    slots: usize,
+    /// Floats per padded row, per padded plane of one channel, per slot.
+    rs: usize,
+    cs: usize,
+    ss: usize,
+    /// The input plane of slot 0 (interior coordinates: -1 is the zero halo plane).
+    first: isize,
+    /// The next input plane to stage.
+    next: isize,
+}
+
+impl Staged {
+    /// An empty ring of `slots` planes for group `g`'s input channels, starting at input
+    /// plane `first`, for a kernel of size `k`.
+    pub(super) fn new(job: &Job, k: usize, g: usize, first: isize, slots: usize) -> Staged {
+        let pad = k / 2;
+        let rs = job.in_w + 2 * pad;
+        let cs = rs * (job.in_h + 2 * pad);
+        let ss = cs * job.cin_g;
+        let mut buf = BUFFER.with(Cell::take);
+        if buf.len() < ss * slots + SLACK {
+            // Zeroes the new floats once; every later read of the slack (the width
+            // kernel's over-read past a row end, never stored) sees some finite value.
+            buf.resize(ss * slots + SLACK, 0.0);
+        }
+        Staged {
+            buf,
+            group: g,
+            pad,
+            slots,
+            rs,
+            cs,
+            ss,
+            first,
+            next: first,
+        }
+    }
+
+    fn slot(&self, plane: isize) -> usize {
+        (plane - self.first) as usize % self.slots
+    }
+
+    /// Normalizes every input plane up to `last` not staged yet into its slot.
+    ///
+    /// # Safety
+    /// The job must be valid with an input norm; the planes between the last staged one
+    /// and `last` must fit the ring (at most `slots`, none still read).
+    #[inline(always)]
+    pub(super) unsafe fn stage_to(&mut self, job: &Job, last: isize) {
+        let (pad, rs, cs) = (self.pad, self.rs, self.cs);
+        let rows = job.in_h + 2 * pad;
+        let src = &job.parts[0];
+        while self.next <= last {
+            let z = self.next;
+            let slot = self.slot(z) * self.ss;
+            for ci in 0..job.cin_g {
+                let plane = &mut self.buf[slot + ci * cs..][..cs];
+                if z < 0 || z as usize >= job.in_d {
+                    plane.fill(0.0);
+                    continue;
+                }
+                let c = self.group * job.cin_g + ci;
+                let affine = *job.input_norm.add(c);
+                plane[..pad * rs].fill(0.0);
+                plane[(rows - pad) * rs..].fill(0.0);
+                for y in 0..job.in_h {
+                    let row = &mut plane[(y + pad) * rs..][..rs];
+                    row[..pad].fill(0.0);
+                    row[pad + job.in_w..].fill(0.0);
+                    // Safety (caller): row (c, z, y) of the input's interior.
+                    let from = std::slice::from_raw_parts(
+                        src.input.add(c * src.cs + z as usize * src.ps + y * src.rs),
+                        job.in_w,
+                    );
+                    norm::normalize_row(from, &mut row[pad..pad + job.in_w], affine, job.relu);
+                }
+            }
+            self.next += 1;
+        }
+    }
+
+    /// The job's parts with the first one reading this ring: the first tap of a task
+    /// row in input plane `plane` (staged, with the next `k - 1`), row and column 0.
+    pub(super) fn parts(&self, job: &Job, plane: isize) -> [Part; MAX_PARTS] {
+        let mut parts = job.parts;
+        parts[0] = Part {
+            input: self.buf.as_ptr(),
+            cs: self.cs,
+            ps: self.ss,
+            rs: self.rs,
+            channels: job.cin_g,
+            taps_z: [0, 1, 2].map(|kz| self.slot(plane + kz) * self.ss),
+        };
+        parts
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        BUFFER.with(|cell| cell.set(std::mem::take(&mut self.buf)));
+    }
+}
