@@ -86,7 +86,7 @@ pub fn rows(events: &[LayerEvent]) -> Vec<Row> {
     }
     // A layer split into groups, or a 1x1 conv split into concatenation parts, reports
     // the output channels of one call; calls on distinct channel ranges add up. (The
-    // residual blocks' norm/conv calls are per group; the pointwise parts write the same
+    // residual blocks' conv calls are per group; the pointwise parts write the same
     // channels, which the name's kind tells apart.)
     for r in &mut out {
         if r.calls > 1 && r.kind != LayerKind::Conv1x1 && !r.name.ends_with("skip2") {

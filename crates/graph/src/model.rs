@@ -28,7 +28,8 @@
 //!   upsampled tensors borrow `t`, which is free between blocks.
 //! - **Tensors whose lifetimes end before a larger one starts share its buffer.** The
 //!   full-resolution decoder block rb7 is the peak (x7 and `t`, 16 channels each at
-//!   128³, and skip2, 8 channels, until c2). Level 2 (x2, x6) lives in the upper part of
+//!   128³, and skip2, 8 channels, in a slot of its own that later receives the logits
+//!   for an observer). Level 2 (x2, x6) lives in the upper part of
 //!   x7's buffer, behind the one encoder group, and skip1 in the upper part of `t`, behind
 //!   everything `t` holds while skip1 is alive (`Offsets`).
 //! - Slots are plain heap memory. Asking for transparent huge pages on them (anonymous maps
@@ -474,6 +475,21 @@ impl Recorder<'_> {
         r
     }
 
+    /// [`Recorder::layer`] for a convolution writing `out`: its kind and FLOPs, and
+    /// `bytes` of activations moved plus its weights.
+    fn conv<R>(
+        &mut self,
+        name: &dyn Fn() -> String,
+        conv: &Conv3d,
+        out: Layout,
+        bytes: u64,
+        f: impl FnOnce() -> R,
+    ) -> R {
+        let s = conv.spec();
+        let bytes = bytes + (s.weight_len() * 4) as u64;
+        self.layer(name, conv_event(conv), out, s.flops(out.voxels()), bytes, f)
+    }
+
     fn wants_tensors(&self) -> bool {
         self.observer.as_ref().is_some_and(|o| o.wants_tensors())
     }
@@ -542,29 +558,20 @@ fn run_conv_inner(
     stats: bool,
 ) -> Result<Option<Vec<ChannelStats>>> {
     let ol = output.view_layout();
-    let s = conv.spec();
     let layouts: Vec<Layout> = inputs.iter().map(|v| v.view_layout()).chain([ol]).collect();
     let bytes = bytes_of(&layouts)
-        + (s.weight_len() * 4) as u64
         + if epi == Epilogue::Accumulate {
             bytes_of(&[ol])
         } else {
             0
         };
-    let r = rec.layer(
-        name,
-        conv_event(conv),
-        ol,
-        s.flops(ol.voxels()),
-        bytes,
-        || {
-            if stats {
-                conv.run_concat_with_stats(inputs, output, epi).map(Some)
-            } else {
-                conv.run_concat(inputs, output, epi).map(|()| None)
-            }
-        },
-    )?;
+    let r = rec.conv(name, conv, ol, bytes, || {
+        if stats {
+            conv.run_concat_with_stats(inputs, output, epi).map(Some)
+        } else {
+            conv.run_concat(inputs, output, epi).map(|()| None)
+        }
+    })?;
     Ok(r)
 }
 
@@ -590,22 +597,21 @@ fn residual_part(
         affine: &affine1,
         relu: true,
     };
-    let c1 = &part.conv1;
-    let bytes = bytes_of(&[xl, xl]) + (c1.spec().weight_len() * 4) as u64;
-    let t_stats = rec.layer(
+    let t_stats = rec.conv(
         &|| format!("{name}.conv1"),
-        conv_event(c1),
+        &part.conv1,
         plain,
-        c1.spec().flops(xl.voxels()),
-        bytes,
-        || c1.run_normalized_with_stats(&x.as_view(), norm1, &mut t.get(plain)),
+        bytes_of(&[xl, xl]),
+        || {
+            part.conv1
+                .run_normalized_with_stats(&x.as_view(), norm1, &mut t.get(plain))
+        },
     )?;
     let affine2 = norm::affine(&t_stats, &part.norm2.gamma, &part.norm2.beta, EPS)?;
     let norm2 = InputNorm {
         affine: &affine2,
         relu: true,
     };
-    let c2 = &part.conv2;
     let max_layout = plain;
     // conv2's input, the residual read and write, and the max tensor's read (after the
     // first part) and write.
@@ -614,16 +620,17 @@ fn residual_part(
             Some((_, true)) => bytes_of(&[xl]),
             Some((_, false)) => bytes_of(&[xl, xl]),
             None => 0,
-        }
-        + (c2.spec().weight_len() * 4) as u64;
+        };
     let mut run = |input: &View, max: Option<(&mut ViewMut, bool)>| {
-        rec.layer(
+        rec.conv(
             &|| format!("{name}.conv2"),
-            conv_event(c2),
+            &part.conv2,
             plain,
-            c2.spec().flops(xl.voxels()),
             bytes,
-            || c2.run_normalized(input, norm2, x, Epilogue::Accumulate, max),
+            || {
+                part.conv2
+                    .run_normalized(input, norm2, x, Epilogue::Accumulate, max)
+            },
         )
     };
     match skip {
@@ -913,13 +920,11 @@ impl UNet {
         } else {
             // The logits never leave the registers: the last conv stores the softmax.
             let input = w.stream.view();
-            let s = self.fconv3.spec();
-            let bytes = bytes_of(&[input.view_layout(), logits]) + (s.weight_len() * 4) as u64;
-            rec.layer(
+            let bytes = bytes_of(&[input.view_layout(), logits]);
+            rec.conv(
                 &|| format!("{net}.fconv3+softmax"),
-                LayerKind::Conv1x1,
+                &self.fconv3,
                 logits,
-                s.flops(logits.voxels()),
                 bytes,
                 || self.fconv3.run_softmax(&input, probabilities),
             )?;

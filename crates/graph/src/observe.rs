@@ -18,8 +18,6 @@ pub enum LayerKind {
     Conv1x1,
     /// Transposed convolution k2 s2.
     Deconv,
-    /// Instance norm (+ ReLU), statistics included.
-    Norm,
     /// Softmax over channels.
     Softmax,
     /// Average pooling, group max, copies.
@@ -34,7 +32,6 @@ impl LayerKind {
             LayerKind::StridedConv => "conv3x3s2",
             LayerKind::Conv1x1 => "conv1x1",
             LayerKind::Deconv => "deconv",
-            LayerKind::Norm => "norm",
             LayerKind::Softmax => "softmax",
             LayerKind::Other => "other",
         }

@@ -510,7 +510,8 @@ impl Conv3d {
         if let Some(norm) = input_norm {
             if inputs.len() != 1 || norm.affine.len() != spec.cin {
                 return fail(format!(
-                    "an input norm needs one input part and {} channel affines ({} parts, {} affines given)",
+                    "an input norm needs one input part and {} channel affines \
+                     ({} parts, {} affines given)",
                     spec.cin,
                     inputs.len(),
                     norm.affine.len()
@@ -644,7 +645,9 @@ pub const MAX_PARTS: usize = 3;
 #[derive(Clone, Copy)]
 pub(crate) struct Part {
     /// Channel 0 of the part at padded coordinates `(-pad, -pad, -pad)` of the interior,
-    /// i.e. the first tap of output voxel 0.
+    /// i.e. the first tap of output voxel 0; with an input norm, at the interior origin
+    /// (the staged copy has the padding). A task's parts ([`Job::parts_at`], a staged
+    /// ring) point at its group and first output plane instead.
     pub(crate) input: *const f32,
     pub(crate) cs: usize,
     pub(crate) ps: usize,

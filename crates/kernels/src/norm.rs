@@ -14,12 +14,12 @@
 //! (`Conv3d::run_with_stats` sums each output tile in f64 while it is still in registers),
 //! which saves a full read of the tensor; [`channel_stats`] is the stand-alone version.
 //!
-//! In the network the normalization is applied by the convolution that reads it
-//! (`Conv3d::run_normalized`, with [`normalize_row`]'s arithmetic, bit-identical);
-//! [`instance_norm`] is the stand-alone pass. It is one pass:
-//! `y = max(0, x * scale + shift)` with `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale` computed in f64
-//! and rounded once; it reads a halo-free conv output and writes straight into the
-//! zero-halo input buffer of the next convolution.
+//! The normalization is `y = max(0, x * scale + shift)` with
+//! `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale` computed in f64 and
+//! rounded once ([`affine`]). In the network the convolution that reads a normalized
+//! input applies it while staging its input (`Conv3d::run_normalized`, with this module's
+//! row arithmetic, so bit-identical); [`instance_norm`] is the stand-alone pass, which
+//! writes into another tensor (a zero-halo conv input, say).
 //!
 //! It runs at about the machine's streaming rate (a 32-channel 128³ norm in 31-37 ms on
 //! two threads, ~15 GB/s read + write). Measured and not kept: non-temporal stores for
@@ -118,19 +118,7 @@ pub fn affine(
     beta: &[f32],
     eps: f64,
 ) -> Result<Vec<ChannelAffine>, Error> {
-    if gamma.len() != stats.len() || beta.len() != stats.len() {
-        return Err(Error::new(format!(
-            "instance norm: {} channels but {} gamma and {} beta values",
-            stats.len(),
-            gamma.len(),
-            beta.len()
-        )));
-    }
-    if eps.is_nan() || eps <= 0.0 {
-        return Err(Error::new(format!(
-            "instance norm: eps must be positive, got {eps}"
-        )));
-    }
+    check_params(stats.len(), gamma, beta, eps)?;
     Ok(stats
         .iter()
         .zip(gamma.iter().zip(beta))
@@ -142,6 +130,23 @@ pub fn affine(
             }
         })
         .collect())
+}
+
+/// One `gamma` and `beta` per channel, a positive `eps`.
+fn check_params(channels: usize, gamma: &[f32], beta: &[f32], eps: f64) -> Result<(), Error> {
+    if gamma.len() != channels || beta.len() != channels {
+        return Err(Error::new(format!(
+            "instance norm: {channels} channels but {} gamma and {} beta values",
+            gamma.len(),
+            beta.len()
+        )));
+    }
+    if eps.is_nan() || eps <= 0.0 {
+        return Err(Error::new(format!(
+            "instance norm: eps must be positive, got {eps}"
+        )));
+    }
+    Ok(())
 }
 
 /// `dst = max(0, src * scale + shift)` (without the max unless `relu`): the one place the
@@ -187,6 +192,7 @@ pub fn instance_norm(
             il.c
         )));
     }
+    check_params(il.c, gamma, beta, eps)?;
     let computed;
     let stats = match stats {
         Some(s) => s,

@@ -635,8 +635,9 @@ fn fused_softmax_is_the_conv_then_the_softmax() {
 /// `run_normalized` (each task normalizes the input planes it reads) gives exactly
 /// `norm::instance_norm` into a zero-halo tensor followed by the plain conv: the output,
 /// the statistics and the max output bit for bit, on every ISA and kernel, for one-plane
-/// and slab tasks (the width kernel's ring of staged planes wraps), weights-outer tasks, groups, stride 2 and 1x1, ReLU or not, from an
-/// input without a halo that is a channel range of a larger tensor.
+/// and slab tasks (the width kernel's ring of staged planes wraps), weights-outer tasks,
+/// groups, stride 2 and 1x1, ReLU or not, from an input that is a channel range of a
+/// larger tensor, without a halo or with one of NaN.
 #[test]
 fn normalized_input_is_the_norm_then_the_conv() {
     use brats_kernels::conv::InputNorm;
@@ -653,9 +654,13 @@ fn normalized_input_is_the_norm_then_the_conv() {
                 (case(4, 8, 1, 3, 1, (40, 3, 20)), true),
                 (case(3, 8, 2, 3, 2, (70, 4, 21)), true),
                 (case(5, 4, 1, 1, 1, (37, 2, 18)), false),
-                // Per-group weights over the weights-outer limit: whole-volume tasks.
+                // Per-group weights over the weights-outer limit: slabs staged whole, read
+                // once per channel block.
                 (case(64, 64, 1, 3, 1, (3, 4, 5)), true),
                 (case(48, 64, 1, 3, 1, (20, 2, 17)), true),
+                (case(40, 64, 2, 3, 2, (40, 2, 9)), true),
+                // Many groups: one slab is the whole depth.
+                (case(2, 4, 16, 3, 1, (9, 3, 20)), true),
                 (case(2, 4, 1, 3, 1, (1, 1, 4)), true),
             ]
             .into_iter()
@@ -683,19 +688,23 @@ fn normalized_input_is_the_norm_then_the_conv() {
                 )
                 .unwrap()
                 .with_vectorize(vectorize);
-                // The input: channels 1.. of a tensor without a halo, offset from zero so
-                // that the norm matters.
+                // The input: channels 1.. of a tensor, offset from zero so that the norm
+                // matters; every other case with a halo (and slack) of NaN, which the
+                // staging must never read.
                 let x: Vec<f32> = random(seed + 2, (spec.cin + 2) * d * h * w)
                     .iter()
                     .map(|v| 3.0 * v + 0.5)
                     .collect();
-                let all_in = Tensor::from_dense(Layout::new(spec.cin + 2, d, h, w, 0), &x).unwrap();
+                let mut all_in = Tensor::zeros(Layout::new(spec.cin + 2, d, h, w, i % 2));
+                all_in.data_mut().fill(f32::NAN);
+                all_in.view_mut().copy_from_dense(&x).unwrap();
                 let input = all_in.channels(1, spec.cin).unwrap();
                 let stats = norm::channel_stats(isa, &input);
                 let gamma = random(seed + 3, spec.cin);
                 let beta = random(seed + 4, spec.cin);
                 let affine = norm::affine(&stats, &gamma, &beta, 1e-3).unwrap();
-                let mut normalized = Tensor::zeros(Layout::new(spec.cin, d, h, w, c.kernel / 2));
+                let normalized_layout = Layout::new(spec.cin, d, h, w, c.kernel / 2);
+                let mut normalized = Tensor::zeros(normalized_layout);
                 norm::instance_norm(
                     isa,
                     &input,

@@ -26,7 +26,7 @@
 //! valid row and the last column tile of a row overlaps its predecessor: the repeated
 //! voxels are computed and not stored.
 
-use super::staging::Staged;
+use super::staging::{first_plane, Staged};
 use super::{Job, Part, MAX_PARTS};
 use crate::isa::Kind;
 #[cfg(target_arch = "x86_64")]
@@ -69,9 +69,10 @@ pub(super) fn run(isa: Kind, k: usize, s: usize, groups: usize, job: &Job) {
                 ((t % slabs + 1) * per_slab).min(job.out_d),
             ),
         };
-        // Safety: `Conv3d::run_inner` checked the channel counts, the input halo (every
-        // broadcast reads an input voxel of a valid output's receptive field, inside the
-        // halo) and the output size (every store lands in the output view's interior);
+        // Safety: `Conv3d::run_inner` checked the channel counts, the input halo or, with
+        // an input norm, the input's size (every broadcast reads an input voxel of a valid
+        // output's receptive field, inside the halo of the input or of its staged copy,
+        // which has one) and the output size (every store lands in the output view's interior);
         // `fits` checked that a row holds a whole tile. Tasks write disjoint output
         // elements and statistics: each owns its (group, channel blocks, planes). The ISA
         // was proven present when the `Isa` behind `isa` was obtained.
@@ -104,27 +105,31 @@ unsafe fn task_portable<const K: usize, const ST: usize>(job: &Job, task: &Task)
     task_small_registers::<Portable, K, ST>(Portable, job, task)
 }
 
-/// The task's input parts at its first output plane: the job's, or with an input norm
-/// every input plane of the task staged (`conv/staging.rs`), which the returned ring
-/// holds.
+/// With an input norm, every input plane of the task staged (`conv/staging.rs`); the
+/// task's parts are then [`task_parts`] of it.
 ///
 /// # Safety
 /// As [`run_task`].
 #[inline(always)]
-unsafe fn task_input<const K: usize, const ST: usize>(
+unsafe fn task_staging<const K: usize, const ST: usize>(job: &Job, task: &Task) -> Option<Staged> {
+    (!job.input_norm.is_null()).then(|| Staged::slab::<K, ST>(job, task.group, task.z_range))
+}
+
+/// The task's input parts at its first output plane: the job's, or `staged`'s (which must
+/// outlive their use).
+///
+/// # Safety
+/// As [`run_task`].
+#[inline(always)]
+unsafe fn task_parts<const K: usize, const ST: usize>(
     job: &Job,
     task: &Task,
-) -> (Option<Staged>, [Part; MAX_PARTS]) {
-    let (z0, z1) = task.z_range;
-    if job.input_norm.is_null() {
-        return (None, job.parts_at::<ST>(task.group, z0));
+    staged: &Option<Staged>,
+) -> [Part; MAX_PARTS] {
+    match staged {
+        Some(st) => st.parts(job, first_plane::<K, ST>(task.z_range.0)),
+        None => job.parts_at::<ST>(task.group, task.z_range.0),
     }
-    let first = (z0 * ST) as isize - (K / 2) as isize;
-    let planes = (z1 - z0 - 1) * ST + K;
-    let mut staged = Staged::new(job, K, task.group, first, planes);
-    staged.stage_to(job, first + planes as isize - 1);
-    let parts = staged.parts(job, first);
-    (Some(staged), parts)
 }
 
 /// Packed blocks per task: the widest tile's channel vectors. (Four vectors of channels
@@ -137,7 +142,8 @@ const CHUNK_BLOCKS: usize = 2;
 #[target_feature(enable = "avx512f")]
 unsafe fn task_avx512<const K: usize, const ST: usize>(job: &Job, task: &Task) {
     let s = Avx512;
-    let (_staged, parts) = task_input::<K, ST>(job, task);
+    let staged = task_staging::<K, ST>(job, task);
+    let parts = task_parts::<K, ST>(job, task, &staged);
     let mut b = task.blocks.0;
     while b < task.blocks.1 {
         let left = task.blocks.1 - b;
@@ -164,7 +170,8 @@ unsafe fn task_small_registers<S: Simd, const K: usize, const ST: usize>(
     job: &Job,
     task: &Task,
 ) {
-    let (_staged, parts) = task_input::<K, ST>(job, task);
+    let staged = task_staging::<K, ST>(job, task);
+    let parts = task_parts::<K, ST>(job, task, &staged);
     let mut b = task.blocks.0;
     while b < task.blocks.1 {
         if task.blocks.1 - b >= 2 {
@@ -178,7 +185,7 @@ unsafe fn task_small_registers<S: Simd, const K: usize, const ST: usize>(
 }
 
 /// One task: all row tiles of its planes, each row in tiles of [`COLUMNS`] columns, from
-/// the task's input `parts` at its first plane ([`task_input`]).
+/// the task's input `parts` at its first plane ([`task_parts`]).
 #[inline(always)]
 unsafe fn task_body<
     S: Simd,

@@ -13,11 +13,11 @@
 //! - The width kernel walks its output planes in order with a ring of `K` slots: each
 //!   output plane stages the `ST` input planes it newly needs (the first one all `K`), so
 //!   each input plane is normalized once per task, and the kernel reaches the plane of
-//!   tap `kz` through [`Part::taps_z`], which follows the ring. While it computes a plane,
-//!   it prefetches the source rows of the planes the next one will stage, so staging reads
-//!   them from cache instead of stalling on memory.
+//!   tap `kz` through [`Part::taps_z`], which follows the ring.
 //! - The channel kernel's tiles span several planes, so its task (a slab of small planes)
-//!   stages every plane of the slab in order, with as many slots as planes (no wrap).
+//!   stages every plane of the slab first, with as many slots as planes (no wrap)
+//!   ([`Staged::slab`]). Its tasks that share a slab but not a channel chunk each stage it
+//!   (up to 8 times on net32's deepest level, where the planes are 6x6).
 //!
 //! - Weights-outer tasks (per-group weights over `WEIGHTS_INNER_LIMIT`) become slabs too,
 //!   staged whole and read once per channel block, instead of one block over the volume
@@ -89,6 +89,25 @@ impl Staged {
         }
     }
 
+    /// Every input plane that output planes `z_range` of group `g` read, staged (as many
+    /// slots as planes: no wrap), for a kernel of size `K` and stride `ST`; the task's
+    /// parts are then [`Staged::parts`] at `first_plane::<K, ST>(z_range.0)`.
+    ///
+    /// # Safety
+    /// As [`Staged::stage_to`].
+    #[inline(always)]
+    pub(super) unsafe fn slab<const K: usize, const ST: usize>(
+        job: &Job,
+        g: usize,
+        z_range: (usize, usize),
+    ) -> Staged {
+        let first = first_plane::<K, ST>(z_range.0);
+        let planes = (z_range.1 - z_range.0 - 1) * ST + K;
+        let mut staged = Staged::new(job, K, g, first, planes);
+        staged.stage_to(job, first + planes as isize - 1);
+        staged
+    }
+
     fn slot(&self, plane: isize) -> usize {
         (plane - self.first) as usize % self.slots
     }
@@ -146,6 +165,12 @@ impl Staged {
         };
         parts
     }
+}
+
+/// The input plane of output plane `z`'s first tap (interior coordinates: -1 is the zero
+/// halo plane).
+pub(super) fn first_plane<const K: usize, const ST: usize>(z: usize) -> isize {
+    (z * ST) as isize - (K / 2) as isize
 }
 
 impl Drop for Staged {

@@ -13,7 +13,7 @@
 //! `OC` is half the packed block of `LANES` output channels, so a tile reads its weights
 //! at a stride of `LANES` floats per tap, starting at the block's first or second half.
 
-use super::staging::Staged;
+use super::staging::{first_plane, Staged};
 use super::{Job, Part, MAX_PARTS, WEIGHTS_INNER_LIMIT};
 use crate::isa::Kind;
 #[cfg(target_arch = "x86_64")]
@@ -86,9 +86,10 @@ pub(super) fn run(isa: Kind, k: usize, s: usize, groups: usize, job: &Job) {
                 blocks_outer: oc_outer,
             }
         };
-        // Safety: `Conv3d::run_inner` checked the channel counts, the input halo (so
-        // every tap reads inside the buffer, with at most two vectors of over-read that
-        // the buffer slack covers) and the output size (so every store lands in the
+        // Safety: `Conv3d::run_inner` checked the channel counts, the input halo or, with
+        // an input norm, the input's size (so every tap reads inside the input's buffer
+        // or its staged copy, which has a halo, with at most two vectors of over-read that
+        // the slack of either covers) and the output size (so every store lands in the
         // output view's interior). Tasks write disjoint output elements: each owns one
         // (group, planes) or one (group, channel block). The ISA was proven present
         // when the `Isa` behind `isa` was obtained.
@@ -132,28 +133,23 @@ unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, c
     job: &Job,
     task: &Task,
 ) {
-    let (z0, z1) = task.z_range;
-    let (k, pad) = (K as isize, (K / 2) as isize);
-    let first = (z0 * ST) as isize - pad;
     if job.input_norm.is_null() {
         let parts = |zo: usize| job.parts_at::<ST>(task.group, zo);
         return task_planes::<S, OC, NW, K, ST>(s, job, task, parts);
     }
     if task.blocks_outer {
         // Every plane of the slab staged first (no wrap), then read once per block.
-        let planes = (z1 - z0 - 1) * ST + K;
-        let mut staged = Staged::new(job, K, task.group, first, planes);
-        staged.stage_to(job, first + planes as isize - 1);
-        let parts = |zo: usize| staged.parts(job, (zo * ST) as isize - pad);
+        let staged = Staged::slab::<K, ST>(job, task.group, task.z_range);
+        let parts = |zo: usize| staged.parts(job, first_plane::<K, ST>(zo));
         return task_planes::<S, OC, NW, K, ST>(s, job, task, parts);
     }
     // A ring of K planes: each output plane stages the input planes it newly needs.
-    let staged = std::cell::RefCell::new(Staged::new(job, K, task.group, first, K));
+    let first = first_plane::<K, ST>(task.z_range.0);
+    let mut staged = Staged::new(job, K, task.group, first, K);
     let parts = |zo: usize| {
-        let p0 = (zo * ST) as isize - pad;
-        let mut st = staged.borrow_mut();
-        st.stage_to(job, p0 + k - 1);
-        st.parts(job, p0)
+        let p0 = first_plane::<K, ST>(zo);
+        staged.stage_to(job, p0 + K as isize - 1);
+        staged.parts(job, p0)
     };
     task_planes::<S, OC, NW, K, ST>(s, job, task, parts)
 }
