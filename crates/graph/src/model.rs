@@ -17,7 +17,7 @@
 //!   (`Conv3d::run_normalized`: no normalized tensor is written). The deeper encoder
 //!   blocks also run group by group, so `t` holds one group. (With a separate norm pass
 //!   into a second scratch tensor, the pass cost about what the fused normalization costs
-//!   now, and the tensor 59 MB of peak RSS.)
+//!   now, and the tensor 62 MB of peak RSS.)
 //! - **No concatenation buffers.** The 1x1 convs over `concat(up, skip, cascade)` read
 //!   their input channels part by part (`Conv3d::run_concat`).
 //! - **The group max is folded into the encoder blocks' last conv.** Each part's conv2

@@ -27,12 +27,16 @@
 //! run, machine load ~1): 16 channels at 128³ 133 against 125 ms, 32 at 64³ 65.6 against
 //! 61.8, 64 at 32³ 43.9 against 42.1, 128 at 16³ 19.3 against 16.3. In the whole pass it
 //! is about even (`brats-seg bench`, 6 alternating pairs: 2.03 against 2.01 s medians)
-//! and peak RSS drops from 693 to 634 MB (no normalized tensor). The normalization still
+//! and peak RSS drops from 727 to 665 MB (no normalized tensor). The normalization still
 //! costs about what the pass did: the source is read from memory either way, and here
-//! the read is not overlapped with the FMAs. Tried and not kept: one-plane tasks staging
+//! the read is not overlapped with the FMAs. (Reading is the cost, not normalizing: a 1x1
+//! conv to one channel, which is almost only its input read, takes 7.3 ms staged against
+//! 7.0 plain for 8 channels at 128³, 9.5 GB/s on 2 threads and 4-5 GB/s on one; a 3x3
+//! conv with 8 output channels, 38 ms plain, takes about 48 fused.) Tried and not kept: one-plane tasks staging
 //! their three planes each (net128.rb1's convs 165 + 200 ms against 112 + 142 plus 56 ms
 //! of norms), prefetching the next planes' source rows during a plane's last column (16
-//! channels at 128³, 1 thread: 241 against 232 ms without), weights-outer tasks that
+//! channels at 128³, 1 thread: 241 against 232 ms without) or spread over the whole
+//! plane into L2/L3 (no consistent difference in alternating runs), weights-outer tasks that
 //! restage per block (64 channels at 32³: 43.8 against 36.5 ms for norm + conv).
 
 use super::{Job, Part, MAX_PARTS};
