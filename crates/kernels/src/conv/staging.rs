@@ -32,10 +32,12 @@
 //! the read is not overlapped with the FMAs. (Reading is the cost, not normalizing: a 1x1
 //! conv to one channel, which is almost only its input read, takes 7.3 ms staged against
 //! 7.0 plain for 8 channels at 128³, 9.5 GB/s on 2 threads and 4-5 GB/s on one; a 3x3
-//! conv with 8 output channels, 38 ms plain, takes about 48 fused.) Tried and not kept: one-plane tasks staging
-//! their three planes each (net128.rb1's convs 165 + 200 ms against 112 + 142 plus 56 ms
-//! of norms), prefetching the next planes' source rows during a plane's last column (16
-//! channels at 128³, 1 thread: 241 against 232 ms without) or spread over the whole
+//! conv with 8 output channels, 38 ms plain, takes about 48 fused.)
+//!
+//! Tried and not kept: one-plane tasks staging their three planes each (net128.rb1's
+//! convs 165 + 200 ms against 112 + 142 plus 56 ms of norms), prefetching the next
+//! planes' source rows during a plane's last column (16 channels at 128³, 1 thread: 241
+//! against 232 ms without) or spread over the whole
 //! plane into L2/L3 (no consistent difference in alternating runs), weights-outer tasks that
 //! restage per block (64 channels at 32³: 43.8 against 36.5 ms for norm + conv).
 
