@@ -37,9 +37,9 @@
 //! Tried and not kept: one-plane tasks staging their three planes each (net128.rb1's
 //! convs 165 + 200 ms against 112 + 142 plus 56 ms of norms), prefetching the next
 //! planes' source rows during a plane's last column (16 channels at 128³, 1 thread: 241
-//! against 232 ms without) or spread over the whole
-//! plane into L2/L3 (no consistent difference in alternating runs), weights-outer tasks that
-//! restage per block (64 channels at 32³: 43.8 against 36.5 ms for norm + conv).
+//! against 232 ms without) or spread over the whole plane into L2/L3 (no consistent
+//! difference in alternating runs), weights-outer tasks that restage per block (64
+//! channels at 32³: 43.8 against 36.5 ms for norm + conv).
 
 use super::{Job, Part, MAX_PARTS};
 use crate::norm;
