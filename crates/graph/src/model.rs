@@ -22,8 +22,9 @@
 //!   their input channels part by part (`Conv3d::run_concat`).
 //! - **The group max is folded into the encoder blocks' last conv.** Each part's conv2
 //!   writes its output and, in the same epilogue, copies it (first group) or takes the
-//!   maximum with it (the others) into the skip (`Conv3d::run_with_max`): no pass that
-//!   reads a block's whole output again (the separate pass at 128³ read 268 MB).
+//!   maximum with it (the others) into the skip (the max output of
+//!   `Conv3d::run_normalized`): no pass that reads a block's whole output again (the
+//!   separate pass at 128³ read 268 MB).
 //! - **Only the group-maxed skips are kept** (4x smaller than the encoder outputs), and the
 //!   upsampled tensors borrow `t`, which is free between blocks.
 //! - **Tensors whose lifetimes end before a larger one starts share its buffer.** The

@@ -149,6 +149,25 @@ fn isas() -> Vec<Isa> {
     }
 }
 
+impl ConvCase {
+    fn spec(&self) -> ConvSpec {
+        ConvSpec {
+            cin: self.groups * self.cin_g,
+            cout: self.groups * self.cout_g,
+            groups: self.groups,
+            kernel: self.kernel,
+            stride: self.stride,
+        }
+    }
+}
+
+/// Deterministic small weights for `spec`.
+fn weights(spec: ConvSpec) -> Vec<f32> {
+    (0..spec.weight_len())
+        .map(|i| ((i % 17) as f32 - 8.0) * 0.01)
+        .collect()
+}
+
 fn fill(t: &mut Tensor) {
     for (i, x) in t.data_mut().iter_mut().enumerate() {
         *x = ((i * 7919) % 1000) as f32 * 1e-3 - 0.5;
@@ -171,16 +190,8 @@ fn layers(c: &mut Criterion) {
                 .warm_up_time(Duration::from_millis(500))
                 .measurement_time(Duration::from_secs(3));
             for case in CONVS {
-                let spec = ConvSpec {
-                    cin: case.groups * case.cin_g,
-                    cout: case.groups * case.cout_g,
-                    groups: case.groups,
-                    kernel: case.kernel,
-                    stride: case.stride,
-                };
-                let weights: Vec<f32> = (0..spec.weight_len())
-                    .map(|i| ((i % 17) as f32 - 8.0) * 0.01)
-                    .collect();
+                let spec = case.spec();
+                let weights = weights(spec);
                 let s = case.side;
                 let mut input = Tensor::zeros(Layout::new(spec.cin, s, s, s, case.kernel / 2));
                 fill(&mut input);
@@ -209,16 +220,8 @@ fn layers(c: &mut Criterion) {
             // The residual convs as the network runs them: instance norm + ReLU applied
             // while staging the input (`<id>+norm`, against `<id>` plus the norm below).
             for case in CONVS.iter().filter(|c| NORMALIZED.contains(&c.id)) {
-                let spec = ConvSpec {
-                    cin: case.groups * case.cin_g,
-                    cout: case.groups * case.cout_g,
-                    groups: case.groups,
-                    kernel: case.kernel,
-                    stride: case.stride,
-                };
-                let weights: Vec<f32> = (0..spec.weight_len())
-                    .map(|i| ((i % 17) as f32 - 8.0) * 0.01)
-                    .collect();
+                let spec = case.spec();
+                let weights = weights(spec);
                 let s = case.side;
                 let mut input = Tensor::zeros(Layout::new(spec.cin, s, s, s, 0));
                 fill(&mut input);

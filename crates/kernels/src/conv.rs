@@ -622,7 +622,7 @@ impl Conv3d {
 /// An instance norm (and ReLU) that [`Conv3d::run_normalized`] applies to its input.
 #[derive(Clone, Copy, Debug)]
 pub struct InputNorm<'a> {
-    /// One per input channel ([`norm::affine`]).
+    /// One per input channel ([`crate::norm::affine`]).
     pub affine: &'a [ChannelAffine],
     pub relu: bool,
 }
@@ -660,6 +660,16 @@ pub(crate) struct Part {
 }
 
 impl Job {
+    /// Splits the output planes into slabs so that there are at least `min_tasks` tasks
+    /// when `tasks_per_slab` tasks share each slab (and there are that many planes):
+    /// `(planes per slab, slabs)`. A fixed split, so that it does not depend on the
+    /// thread count.
+    pub(crate) fn slabs(&self, min_tasks: usize, tasks_per_slab: usize) -> (usize, usize) {
+        let slabs = min_tasks.div_ceil(tasks_per_slab).clamp(1, self.out_d);
+        let per_slab = self.out_d.div_ceil(slabs);
+        (per_slab, self.out_d.div_ceil(per_slab))
+    }
+
     /// The job's input parts moved to group `g` and output plane `z` (a tensor input).
     ///
     /// # Safety

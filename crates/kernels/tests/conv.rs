@@ -51,19 +51,13 @@ fn check_kernel(
 ) -> Vec<f32> {
     let Case {
         cin_g,
-        cout_g,
         groups,
         kernel,
         stride,
         dims,
+        ..
     } = case;
-    let spec = ConvSpec {
-        cin: cin_g * groups,
-        cout: cout_g * groups,
-        groups,
-        kernel,
-        stride,
-    };
+    let spec = case.spec();
     let (d, h, w) = dims;
     let x = random(seed, spec.cin * d * h * w);
     let weights = random(seed + 1, spec.weight_len());
@@ -153,6 +147,30 @@ fn check_kernel(
         "{what}: wrote above its channel range"
     );
     got.to_vec()
+}
+
+impl Case {
+    fn spec(&self) -> ConvSpec {
+        ConvSpec {
+            cin: self.cin_g * self.groups,
+            cout: self.cout_g * self.groups,
+            groups: self.groups,
+            kernel: self.kernel,
+            stride: self.stride,
+        }
+    }
+}
+
+/// A conv of `spec` with weights `random(seed)` and bias `random(seed + 1)`.
+fn seeded_conv(isa: Isa, spec: ConvSpec, seed: u64, vectorize: Vectorize) -> Conv3d {
+    Conv3d::new(
+        isa,
+        spec,
+        &random(seed, spec.weight_len()),
+        Some(&random(seed + 1, spec.cout)),
+    )
+    .unwrap()
+    .with_vectorize(vectorize)
 }
 
 fn case(
@@ -464,23 +482,10 @@ fn max_output_folds_the_output() {
             .into_iter()
             .enumerate()
             {
-                let spec = ConvSpec {
-                    cin: c.cin_g * c.groups,
-                    cout: c.cout_g * c.groups,
-                    groups: c.groups,
-                    kernel: c.kernel,
-                    stride: c.stride,
-                };
+                let spec = c.spec();
                 let (d, h, w) = c.dims;
                 let seed = 900 + 10 * i as u64;
-                let conv = Conv3d::new(
-                    isa,
-                    spec,
-                    &random(seed, spec.weight_len()),
-                    Some(&random(seed + 1, spec.cout)),
-                )
-                .unwrap()
-                .with_vectorize(vectorize);
+                let conv = seeded_conv(isa, spec, seed, vectorize);
                 let n = spec.cout * d * h * w;
                 let before = random(seed + 2, (spec.cout + 2) * d * h * w);
                 let mut max =
@@ -666,13 +671,7 @@ fn normalized_input_is_the_norm_then_the_conv() {
             .into_iter()
             .enumerate()
             {
-                let spec = ConvSpec {
-                    cin: c.cin_g * c.groups,
-                    cout: c.cout_g * c.groups,
-                    groups: c.groups,
-                    kernel: c.kernel,
-                    stride: c.stride,
-                };
+                let spec = c.spec();
                 let (d, h, w) = c.dims;
                 let (od, oh, ow) = (
                     spec.output_size(d),
@@ -680,14 +679,7 @@ fn normalized_input_is_the_norm_then_the_conv() {
                     spec.output_size(w),
                 );
                 let seed = 1300 + 10 * i as u64;
-                let conv = Conv3d::new(
-                    isa,
-                    spec,
-                    &random(seed, spec.weight_len()),
-                    Some(&random(seed + 1, spec.cout)),
-                )
-                .unwrap()
-                .with_vectorize(vectorize);
+                let conv = seeded_conv(isa, spec, seed, vectorize);
                 // The input: channels 1.. of a tensor, offset from zero so that the norm
                 // matters; every other case with a halo (and slack) of NaN, which the
                 // staging must never read.

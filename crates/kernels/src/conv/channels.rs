@@ -38,8 +38,7 @@ use rayon::prelude::*;
 const COLUMNS: usize = 4;
 
 /// Tasks a job is split into at least (when it has that many output planes), so that the
-/// threads stay balanced; a fixed number, so that the split does not depend on the thread
-/// count.
+/// threads stay balanced ([`Job::slabs`]).
 const MIN_TASKS: usize = 16;
 
 /// Whether the channel kernel can compute this job.
@@ -56,9 +55,7 @@ pub(super) fn preferred(isa: Kind, job: &Job) -> bool {
 /// Runs the whole job (see the module note for the task split).
 pub(super) fn run(isa: Kind, k: usize, s: usize, groups: usize, job: &Job) {
     let chunks = job.n_pb.div_ceil(CHUNK_BLOCKS);
-    let slabs = MIN_TASKS.div_ceil(groups * chunks).clamp(1, job.out_d);
-    let per_slab = job.out_d.div_ceil(slabs);
-    let slabs = job.out_d.div_ceil(per_slab);
+    let (per_slab, slabs) = job.slabs(MIN_TASKS, groups * chunks);
     (0..groups * chunks * slabs).into_par_iter().for_each(|t| {
         let first = CHUNK_BLOCKS * (t / slabs % chunks);
         let task = Task {

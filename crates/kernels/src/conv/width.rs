@@ -41,9 +41,8 @@ struct Task {
 }
 
 /// Tasks a job with an input norm is split into at least (when it has that many output
-/// planes): its tasks are slabs of planes, so that each stages an input plane once per
-/// slab (`conv/staging.rs`); a fixed number, so that the split does not depend on the
-/// thread count.
+/// planes, [`Job::slabs`]): its tasks are slabs of planes, so that each stages an input
+/// plane once per slab (`conv/staging.rs`).
 const MIN_STAGED_TASKS: usize = 16;
 
 /// Runs the whole job: a task per (group, output plane), per (group, slab of planes) with
@@ -54,14 +53,12 @@ pub(super) fn run(isa: Kind, k: usize, s: usize, groups: usize, job: &Job) {
     let lanes = super::lanes(isa);
     let per_group_bytes = job.cin_g * k.pow(3) * job.n_pb * lanes * 4;
     let oc_outer = per_group_bytes > WEIGHTS_INNER_LIMIT;
-    let per_slab = if job.input_norm.is_null() {
-        1
-    } else {
-        let slabs = MIN_STAGED_TASKS.div_ceil(groups).clamp(1, job.out_d);
-        job.out_d.div_ceil(slabs)
-    };
-    let slabs = job.out_d.div_ceil(per_slab);
     let staged = !job.input_norm.is_null();
+    let (per_slab, slabs) = if staged {
+        job.slabs(MIN_STAGED_TASKS, groups)
+    } else {
+        (1, job.out_d)
+    };
     // Weights-outer tasks are one channel block over the whole volume; with an input norm
     // they are slabs instead, which stage their planes once for all blocks.
     let tasks = if oc_outer && !staged {
