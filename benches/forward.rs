@@ -18,8 +18,9 @@ fn forward(c: &mut Criterion) {
             .warm_up_time(Duration::from_secs(3))
             .measurement_time(Duration::from_secs(if side == 128 { 40 } else { 10 }));
         g.throughput(Throughput::Elements(model.flops(dims)));
+        let mut y = Vec::new();
         g.bench_function(format!("{side}^3"), |b| {
-            b.iter(|| model.forward(&x, dims).unwrap())
+            b.iter(|| model.forward_into(&x, dims, &mut y).unwrap())
         });
         g.finish();
     }

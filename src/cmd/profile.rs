@@ -155,14 +155,20 @@ pub fn run(a: &ProfileArgs) -> Result<(), String> {
     let x = synth_input(1, &[1, 4, a.size, a.size, a.size]);
     // Warm-up (allocates and faults in the workspace), then one plain timed pass, so the
     // instrumented pass below can be compared with an uninstrumented one.
-    model.forward(&x, dims).map_err(|e| e.to_string())?;
+    // Every pass writes into the same output buffer, as `bench` does.
+    let mut y = Vec::new();
+    model
+        .forward_into(&x, dims, &mut y)
+        .map_err(|e| e.to_string())?;
     let t = Instant::now();
-    model.forward(&x, dims).map_err(|e| e.to_string())?;
+    model
+        .forward_into(&x, dims, &mut y)
+        .map_err(|e| e.to_string())?;
     let plain_secs = t.elapsed().as_secs_f64();
     let mut events = Events::default();
     brats_kernels::trace::enable(a.trace.is_some());
     let t = Instant::now();
-    let result = model.forward_observed(&x, dims, Some(&mut events));
+    let result = model.forward_observed_into(&x, dims, Some(&mut events), &mut y);
     let wall = t.elapsed().as_secs_f64();
     brats_kernels::trace::enable(false);
     let spans = brats_kernels::trace::take();

@@ -33,6 +33,12 @@
 //!   for an observer). Level 2 (x2, x6) lives in the upper part of
 //!   x7's buffer, behind the one encoder group, and skip1 in the upper part of `t`, behind
 //!   everything `t` holds while skip1 is alive (`Offsets`).
+//! - **Halos only where a conv reads its input unstaged**: the input and the encoder
+//!   tensors the strided convs read (each group's conv1/rb1 output, x2, x3). Every other conv input is staged by the
+//!   conv itself (input norm) or needs no padding (1x1, deconv), so x4 to x7 have none.
+//!   A halo is zeroed whenever its region was written over by another layout (`Slot`),
+//!   which with halos everywhere cost 65 ms per 128³ pass (16 channels at 128³ alone
+//!   12 ms); now about 10 ms, zeroed on both threads.
 //! - Slots are plain heap memory. Asking for transparent huge pages on them (anonymous maps
 //!   with `MADV_HUGEPAGE`) gave 465 MB of huge pages but no measurable speed-up, and
 //!   94 MB more peak RSS (copies while slots grow), so it is not done.
@@ -796,12 +802,12 @@ impl UNet {
             &|| format!("{net}.pool3"),
             &self.pool3,
             &[w.level3.view()],
-            &mut w.level4.get(lvl(3, 32 * f, 1)),
+            &mut w.level4.get(lvl(3, 32 * f, 0)),
         )?;
         residual_block(
             rec,
             &self.rb4,
-            &mut w.level4.get(lvl(3, 32 * f, 1)),
+            &mut w.level4.get(lvl(3, 32 * f, 0)),
             &x4_stats,
             &mut w.t,
             Some(SkipAt::Own(&mut w.bottom)),
@@ -838,12 +844,12 @@ impl UNet {
             let (u4, skip0) = (w.t.view(), w.skip0.view());
             let mut parts = vec![u4, skip0];
             parts.extend(stack0.copied());
-            run_pointwise(rec, &self.c0, &parts, &mut w.level3.get(lvl(2, 8 * f, 1)))?
+            run_pointwise(rec, &self.c0, &parts, &mut w.level3.get(lvl(2, 8 * f, 0)))?
         };
         residual_block(
             rec,
             &self.rb5,
-            &mut w.level3.get(lvl(2, 8 * f, 1)),
+            &mut w.level3.get(lvl(2, 8 * f, 0)),
             &x5_stats,
             &mut w.t,
             None,
@@ -862,13 +868,13 @@ impl UNet {
                 rec,
                 &self.c1,
                 &parts,
-                &mut w.stream.get_at(off.level2, lvl(1, 4 * f, 1)),
+                &mut w.stream.get_at(off.level2, lvl(1, 4 * f, 0)),
             )?
         };
         residual_block(
             rec,
             &self.rb6,
-            &mut w.stream.get_at(off.level2, lvl(1, 4 * f, 1)),
+            &mut w.stream.get_at(off.level2, lvl(1, 4 * f, 0)),
             &x6_stats,
             &mut w.t,
             None,
@@ -885,12 +891,12 @@ impl UNet {
             rec,
             &self.c2,
             &[w.t.view(), w.skip2.view()],
-            &mut w.stream.get(lvl(0, 2 * f, 1)),
+            &mut w.stream.get(lvl(0, 2 * f, 0)),
         )?;
         residual_block(
             rec,
             &self.rb7,
-            &mut w.stream.get(lvl(0, 2 * f, 1)),
+            &mut w.stream.get(lvl(0, 2 * f, 0)),
             &x7_stats,
             &mut w.t,
             None,
@@ -1051,6 +1057,18 @@ impl Model {
         self.forward_observed(input, dims, None)
     }
 
+    /// [`Model::forward`] into `output`, which is resized to the softmax's length and
+    /// keeps its allocation across calls. For repeated passes: a fresh 33 MB result at
+    /// 128³ is fresh pages for the kernel to fault in and zero during the last layer.
+    pub fn forward_into(
+        &self,
+        input: &[f32],
+        dims: [usize; 3],
+        output: &mut Vec<f32>,
+    ) -> Result<()> {
+        self.forward_observed_into(input, dims, None, output)
+    }
+
     /// [`Model::forward`] reporting layers and intermediate tensors to `observer`.
     pub fn forward_observed(
         &self,
@@ -1058,6 +1076,19 @@ impl Model {
         dims: [usize; 3],
         observer: Option<&mut dyn Observer>,
     ) -> Result<Vec<f32>> {
+        let mut output = Vec::new();
+        self.forward_observed_into(input, dims, observer, &mut output)?;
+        Ok(output)
+    }
+
+    /// [`Model::forward_observed`] into `output` ([`Model::forward_into`]).
+    pub fn forward_observed_into(
+        &self,
+        input: &[f32],
+        dims: [usize; 3],
+        observer: Option<&mut dyn Observer>,
+        output: &mut Vec<f32>,
+    ) -> Result<()> {
         Self::check_input(input.len(), dims)?;
         let mut guard = self
             .work
@@ -1116,7 +1147,9 @@ impl Model {
         )?;
         rec.tensor(&|| "net64.softmax".into(), 0, &inputs.softmax64.view());
         let out_layout = full.with(CLASSES, 0);
-        let mut out = vec![0.0f32; out_layout.buffer_len()];
+        // Every element of the interior is written; the kernels' slack past it only has
+        // to exist.
+        output.resize(out_layout.buffer_len(), 0.0);
         net128.run(
             &mut rec,
             isa,
@@ -1124,9 +1157,9 @@ impl Model {
             Some(&inputs.softmax32.view()),
             Some(&inputs.softmax64.view()),
             work,
-            &mut ViewMut::new(&mut out, out_layout)?,
+            &mut ViewMut::new(output, out_layout)?,
         )?;
-        out.truncate(out_layout.len());
-        Ok(out)
+        output.truncate(out_layout.len());
+        Ok(())
     }
 }

@@ -10,6 +10,7 @@
 //! layout's halo (a few percent of the volume) instead of the whole buffer.
 
 use brats_kernels::{Layout, View, ViewMut};
+use rayon::prelude::*;
 
 /// One reusable buffer.
 #[derive(Default)]
@@ -105,20 +106,23 @@ impl Slot {
     }
 }
 
-/// Zeroes the halo of a tensor of `layout` stored in `data`.
+/// Zeroes the halo of a tensor of `layout` stored in `data`, plane by plane on the
+/// thread pool: the border columns are two floats per row, each row on its own cache
+/// line, so one thread waits on memory for most of it (8 channels at 128³: 5.9 ms).
 fn zero_halo(data: &mut [f32], l: Layout) {
     if l.halo == 0 {
         return;
     }
     let (ps, rs, h) = (l.plane_stride(), l.row_stride(), l.halo);
     let (dp, hp) = (l.d + 2 * h, l.h + 2 * h);
-    for c in 0..l.c {
-        let ch = &mut data[c * l.channel_stride()..(c + 1) * l.channel_stride()];
-        for z in 0..dp {
-            let plane = &mut ch[z * ps..(z + 1) * ps];
+    data[..l.c * l.channel_stride()]
+        .par_chunks_mut(ps)
+        .enumerate()
+        .for_each(|(i, plane)| {
+            let z = i % dp;
             if z < h || z >= dp - h {
                 plane.fill(0.0);
-                continue;
+                return;
             }
             for y in 0..hp {
                 let row = &mut plane[y * rs..(y + 1) * rs];
@@ -129,8 +133,7 @@ fn zero_halo(data: &mut [f32], l: Layout) {
                     row[rs - h..].fill(0.0);
                 }
             }
-        }
-    }
+        });
 }
 
 #[cfg(test)]

@@ -237,6 +237,26 @@ fn bit_identical_for_1_and_2_threads_and_repeated_calls() {
 }
 
 #[test]
+fn forward_into_reuses_its_buffer_across_sizes() {
+    let model = synthetic(Isa::active());
+    let x = input();
+    let want = model.forward(&x, [32, 32, 32]).unwrap();
+    let big = vec![0.5; 4 * 64 * 32 * 32];
+    let want_big = model.forward(&big, [64, 32, 32]).unwrap();
+    // A buffer holding garbage, a larger pass's result, then a smaller one's again.
+    let mut y = vec![f32::NAN; 7];
+    model.forward_into(&x, [32, 32, 32], &mut y).unwrap();
+    assert!(y == want, "forward_into differs from forward");
+    model.forward_into(&big, [64, 32, 32], &mut y).unwrap();
+    assert!(
+        y == want_big,
+        "forward_into differs from forward on 64x32x32"
+    );
+    model.forward_into(&x, [32, 32, 32], &mut y).unwrap();
+    assert!(y == want, "forward_into after a larger pass differs");
+}
+
+#[test]
 fn bad_sizes_are_clear_errors() {
     let model = synthetic(Isa::active());
     let err = model
