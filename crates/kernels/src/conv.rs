@@ -81,7 +81,13 @@
 //! 99-117 with); rows outermost for the 1x1 and stride-2 convolutions, which reuse little
 //! of a column's rows (net128.pool1 92-98 either way on 1 thread; net128.c2, a 1x1 over
 //! 24 channels at 128³, 55-57 GFLOP/s either way on 2 threads: memory-bound, about
-//! 16 GB/s); a row-blocked task split for L2 reuse at 128³.
+//! 16 GB/s); a row-blocked task split for L2 reuse at 128³. Measured on the whole 128³
+//! pass and not kept either: non-temporal stores for outputs of 32 MB and more (per-layer
+//! medians 1.03-1.09x slower: this machine's 260 MB L3 keeps part of a layer's output
+//! for the next layer, which streaming stores forgo), and prefetching the lines the
+//! epilogue reads and writes (the output to accumulate or store, the max output) one tile
+//! ahead (the pass with and without it alternating in one process, 10 pairs: median
+//! ratio 1.006).
 
 use crate::isa::Kind;
 use crate::norm::{ChannelAffine, ChannelStats};

@@ -39,7 +39,13 @@
 //! planes' source rows during a plane's last column (16 channels at 128³, 1 thread: 241
 //! against 232 ms without) or spread over the whole plane into L2/L3 (no consistent
 //! difference in alternating runs), weights-outer tasks that restage per block (64
-//! channels at 32³: 43.8 against 36.5 ms for norm + conv).
+//! channels at 32³: 43.8 against 36.5 ms for norm + conv). Later, with the whole 128³
+//! pass timed with and without the change alternating in one process (10-12 pairs,
+//! median of the per-pair ratios): staging the next output plane's input planes a few
+//! rows at a time between the current plane's row tiles, to spread the reads over the
+//! FMAs (1.016), and staging in bands of rows so that a task's ring stays under 1 MB
+//! (net128.rb7's ring of whole planes is 3.2 MB, more than this machine's 2 MB of L2 per
+//! core) (1.012).
 
 use super::{Job, Part, MAX_PARTS};
 use crate::norm;
