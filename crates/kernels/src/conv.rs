@@ -602,6 +602,7 @@ impl Conv3d {
             in_d: il.d,
             in_h: il.h,
             in_w: il.w,
+            id: staging::new_job_id(),
             stats: SharedMut(match stats {
                 Some(st) if st.len() == 2 * ol.c * ol.d => st.as_mut_ptr(),
                 Some(_) => return fail("statistics buffer has the wrong size".into()),
@@ -723,6 +724,9 @@ pub(crate) struct Job {
     pub(crate) in_d: usize,
     pub(crate) in_h: usize,
     pub(crate) in_w: usize,
+    /// This call's number (`staging::new_job_id`): a thread's staged ring is only kept
+    /// for tasks of the call that staged it.
+    pub(crate) id: u64,
 }
 
 /// The second output of [`Conv3d::run_with_max`], at the interior origin of its channel 0.

@@ -637,6 +637,92 @@ fn fused_softmax_is_the_conv_then_the_softmax() {
     }
 }
 
+/// A thread keeps its staged ring for its next task of the same call (the slab after
+/// its last one reuses the planes it shares): on one thread every slab resumes its
+/// predecessor's ring, on two some do. Calls in a row with other inputs, another affine
+/// or another group must not see a previous call's planes.
+#[test]
+fn staged_rings_carried_between_tasks_stay_exact() {
+    use brats_kernels::conv::InputNorm;
+    use brats_kernels::norm;
+    for threads in [1, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for isa in isas() {
+            for (i, c) in [
+                case(8, 8, 1, 3, 1, (40, 5, 20)),
+                case(8, 8, 2, 3, 1, (33, 4, 18)),
+                case(4, 8, 1, 3, 2, (41, 4, 34)),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let spec = c.spec();
+                let (d, h, w) = c.dims;
+                let out_layout = Layout::new(
+                    spec.cout,
+                    spec.output_size(d),
+                    spec.output_size(h),
+                    spec.output_size(w),
+                    0,
+                );
+                let seed = 1700 + 10 * i as u64;
+                let conv = seeded_conv(isa, spec, seed, Vectorize::Width);
+                // Two inputs and two affines, in the order A, B, A with the other affine.
+                let inputs: Vec<Tensor> = (0..2)
+                    .map(|k| {
+                        let x = random(seed + 1 + k, spec.cin * d * h * w);
+                        Tensor::from_dense(Layout::new(spec.cin, d, h, w, 0), &x).unwrap()
+                    })
+                    .collect();
+                for (step, (which, beta_seed)) in [(0, 3), (1, 3), (0, 4)].into_iter().enumerate() {
+                    let input = inputs[which].view();
+                    let stats = norm::channel_stats(isa, &input);
+                    let gamma = random(seed + 5, spec.cin);
+                    let beta = random(seed + beta_seed + 10, spec.cin);
+                    let affine = norm::affine(&stats, &gamma, &beta, 1e-3).unwrap();
+                    let mut normalized = Tensor::zeros(Layout::new(spec.cin, d, h, w, 1));
+                    norm::instance_norm(
+                        isa,
+                        &input,
+                        Some(&stats),
+                        &gamma,
+                        &beta,
+                        1e-3,
+                        true,
+                        &mut normalized.view_mut(),
+                    )
+                    .unwrap();
+                    let mut want = Tensor::zeros(out_layout);
+                    conv.run(&normalized.view(), &mut want.view_mut(), Epilogue::Store)
+                        .unwrap();
+                    let mut got = Tensor::zeros(out_layout);
+                    pool.install(|| {
+                        conv.run_normalized(
+                            &input,
+                            InputNorm {
+                                affine: &affine,
+                                relu: true,
+                            },
+                            &mut got.view_mut(),
+                            Epilogue::Store,
+                            None,
+                        )
+                    })
+                    .unwrap();
+                    assert!(
+                        want.to_dense() == got.to_dense(),
+                        "{} {c:?} {threads} threads, call {step}",
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// `run_normalized` (each task normalizes the input planes it reads) gives exactly
 /// `norm::instance_norm` into a zero-halo tensor followed by the plain conv: the output,
 /// the statistics and the max output bit for bit, on every ISA and kernel, for one-plane

@@ -13,7 +13,11 @@
 //! - The width kernel walks its output planes in order with a ring of `K` slots: each
 //!   output plane stages the `ST` input planes it newly needs (the first one all `K`), so
 //!   each input plane is normalized once per task, and the kernel reaches the plane of
-//!   tap `kz` through [`Part::taps_z`], which follows the ring.
+//!   tap `kz` through [`Part::taps_z`], which follows the ring. The ring outlives the
+//!   task: when the thread's next task is the following slab of the same call and group
+//!   (rayon hands a thread consecutive tasks), it keeps the `K - 1` planes the two share
+//!   instead of staging them again ([`Staged::ring`]). A 128³ pass stages 412 M input
+//!   voxels instead of 517 M (slabs are 2 to 8 planes, and each restaged 2).
 //! - The channel kernel's tiles span several planes, so its task (a slab of small planes)
 //!   stages every plane of the slab first, with as many slots as planes (no wrap)
 //!   ([`Staged::slab`]). Its tasks that share a slab but not a channel chunk each stage it
@@ -53,8 +57,28 @@ use crate::tensor::SLACK;
 use std::cell::Cell;
 
 thread_local! {
-    /// Each worker thread's buffer, lent to one task at a time ([`Staged`]).
-    static BUFFER: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// Each worker thread's buffer, lent to one task at a time ([`Staged`]), and what its
+    /// ring holds when the last task left it resumable.
+    static BUFFER: Cell<(Vec<f32>, Option<RingTag>)> = const { Cell::new((Vec::new(), None)) };
+}
+
+/// Which staged planes a thread's buffer holds after a ring task: the next task of the
+/// same job and group that starts where that one stopped keeps them instead of staging
+/// them again (rayon hands a thread consecutive tasks, so a slab's first `K - 1` planes
+/// are usually its predecessor's last ones).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct RingTag {
+    job: u64,
+    group: usize,
+    slots: usize,
+    first: isize,
+    next: isize,
+}
+
+/// A number no other convolution call has, for [`RingTag`].
+pub(super) fn new_job_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A task's normalized input planes (see the module note); gives the thread's buffer back
@@ -72,6 +96,9 @@ pub(super) struct Staged {
     first: isize,
     /// The next input plane to stage.
     next: isize,
+    /// A ring ([`Staged::ring`]) that the thread's next task may resume.
+    resumable: bool,
+    job: u64,
 }
 
 impl Staged {
@@ -82,7 +109,7 @@ impl Staged {
         let rs = job.in_w + 2 * pad;
         let cs = rs * (job.in_h + 2 * pad);
         let ss = cs * job.cin_g;
-        let mut buf = BUFFER.with(Cell::take);
+        let (mut buf, _) = BUFFER.with(Cell::take);
         if buf.len() < ss * slots + SLACK {
             // Zeroes the new floats once; every later read of the slack (the width
             // kernel's over-read past a row end, never stored) sees some finite value.
@@ -98,7 +125,31 @@ impl Staged {
             ss,
             first,
             next: first,
+            resumable: false,
+            job: job.id,
         }
+    }
+
+    /// A ring of `k` slots for group `g` whose first plane is `first`: the thread's ring
+    /// from its previous task when that staged this job's group up to a plane from which
+    /// `first` is still held ([`RingTag`]), else empty.
+    pub(super) fn ring(job: &Job, k: usize, g: usize, first: isize) -> Staged {
+        let (buf, tag) = BUFFER.with(Cell::take);
+        let held = tag.filter(|t| {
+            t.job == job.id
+                && t.group == g
+                && t.slots == k
+                && t.first.max(t.next - t.slots as isize) <= first
+                && first <= t.next
+        });
+        BUFFER.with(|cell| cell.set((buf, None)));
+        let mut staged = Staged::new(job, k, g, first, k);
+        if let Some(t) = held {
+            staged.first = t.first;
+            staged.next = t.next;
+        }
+        staged.resumable = true;
+        staged
     }
 
     /// Every input plane that output planes `z_range` of group `g` read, staged (as many
@@ -187,6 +238,13 @@ pub(super) fn first_plane<const K: usize, const ST: usize>(z: usize) -> isize {
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        BUFFER.with(|cell| cell.set(std::mem::take(&mut self.buf)));
+        let tag = self.resumable.then_some(RingTag {
+            job: self.job,
+            group: self.group,
+            slots: self.slots,
+            first: self.first,
+            next: self.next,
+        });
+        BUFFER.with(|cell| cell.set((std::mem::take(&mut self.buf), tag)));
     }
 }

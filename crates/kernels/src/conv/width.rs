@@ -142,7 +142,7 @@ unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, c
     }
     // A ring of K planes: each output plane stages the input planes it newly needs.
     let first = first_plane::<K, ST>(task.z_range.0);
-    let mut staged = Staged::new(job, K, task.group, first, K);
+    let mut staged = Staged::ring(job, K, task.group, first);
     let parts = |zo: usize| {
         let p0 = first_plane::<K, ST>(zo);
         staged.stage_to(job, p0 + K as isize - 1);
