@@ -194,7 +194,10 @@ fn case(
 #[test]
 fn widths_on_both_sides_of_every_vector_and_tile() {
     for isa in isas() {
-        for (i, &w) in [1, 7, 15, 16, 17, 33, 47, 48, 49, 128].iter().enumerate() {
+        for (i, &w) in [1, 7, 15, 16, 17, 32, 33, 47, 48, 49, 80, 128]
+            .iter()
+            .enumerate()
+        {
             let groups = if i % 2 == 0 { 1 } else { 4 };
             check(
                 isa,

@@ -12,6 +12,15 @@
 //!
 //! `OC` is half the packed block of `LANES` output channels, so a tile reads its weights
 //! at a stride of `LANES` floats per tap, starting at the block's first or second half.
+//!
+//! Columns two vectors wide on AVX-512 (32-voxel rows: the 32³ levels of every net, and
+//! the last 32 of a 128-voxel row) use a grid tile, 4 channels x 3 rows x 2 vectors
+//! (`COLS` vectors per row of the tile). Against 8 x 2 tiles, alternating in one process
+//! (medians, min in brackets; 1 thread then 2): 64 channels at 32³ 108 -> 129 GFLOP/s
+//! (51.6 -> 48.5 ms) and 195 -> 208 (28.0 -> 27.3 ms); 4 groups of 32 at 32³ 133 -> 131
+//! (49.4 -> 47.4) and 268 -> 276 (24.4 -> 23.9); 16 channels at 128³ staged, 2 threads,
+//! 194 -> 239 (120.4 -> 117.6). In the network (profile medians over 6 alternating pairs,
+//! a noisy hour) the 32³ blocks' convs took 0.76-0.94 of their time, net128.rb1 1.03-1.07.
 
 use super::staging::{first_plane, Staged};
 use super::{Job, Part, MAX_PARTS, WEIGHTS_INNER_LIMIT};
@@ -208,14 +217,39 @@ unsafe fn plane<S: Simd, const OC: usize, const NW: usize, const K: usize, const
             let mut yo = 0;
             while yo < job.out_h {
                 let rows = (job.out_h - yo).min(NW);
-                row_tile::<S, OC, NW, K, ST, true>(
-                    s, job, parts, g, blocks, zo, yo, x0, rows, last,
-                );
+                let at = (zo, yo, x0, last);
+                match rows {
+                    1 => row_tile::<S, OC, 1, K, ST, 1>(s, job, parts, g, blocks, at),
+                    2 => row_tile::<S, OC, 2, K, ST, 1>(s, job, parts, g, blocks, at),
+                    _ => row_tile::<S, OC, NW, K, ST, 1>(s, job, parts, g, blocks, at),
+                }
                 yo += rows;
+            }
+        } else if K == 3 && ST == 1 && nv == 2 && lanes == 16 && !job.softmax {
+            // A column two AVX-512 vectors wide (all of a 32-voxel row, or the end of a
+            // 128-voxel one): 2 x 8 accumulators would be a tile of 16, with 10 loads
+            // per 16 FMAs; instead a tile is 4 channels x 3 rows x 2 vectors, 10 loads
+            // per 24 FMAs. (Stride 2 would spill, with its permute index in a register;
+            // a fused softmax needs every channel in one tile.)
+            let mut yo = 0;
+            while yo < job.out_h {
+                let at = (zo, yo, x0, last);
+                if job.out_h - yo >= 3 {
+                    row_tile::<S, 4, 6, K, ST, 2>(s, job, parts, g, blocks, at);
+                    yo += 3;
+                } else {
+                    row_tile::<S, OC, 2, K, ST, 2>(s, job, parts, g, blocks, at);
+                    yo += 1;
+                }
             }
         } else {
             for yo in 0..job.out_h {
-                row_tile::<S, OC, NW, K, ST, false>(s, job, parts, g, blocks, zo, yo, x0, nv, last);
+                let at = (zo, yo, x0, last);
+                match nv {
+                    1 => row_tile::<S, OC, 1, K, ST, 1>(s, job, parts, g, blocks, at),
+                    2 => row_tile::<S, OC, 2, K, ST, 2>(s, job, parts, g, blocks, at),
+                    _ => row_tile::<S, OC, NW, K, ST, NW>(s, job, parts, g, blocks, at),
+                }
             }
         }
         x0 += nv * lanes;
@@ -226,7 +260,6 @@ unsafe fn plane<S: Simd, const OC: usize, const NW: usize, const K: usize, const
 /// `(zo, yo, x0)`, along the row, or down the rows when `ROWS`. `last` lanes of the last
 /// vector (of every vector when `ROWS`) are stored. `parts` is the task's input
 /// at output plane `zo` ([`Job::parts_at`], or a staged input).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn row_tile<
     S: Simd,
@@ -234,18 +267,14 @@ unsafe fn row_tile<
     const NW: usize,
     const K: usize,
     const ST: usize,
-    const ROWS: bool,
+    const COLS: usize,
 >(
     s: S,
     job: &Job,
     parts: &[Part; MAX_PARTS],
     g: usize,
     blocks: (usize, usize),
-    zo: usize,
-    yo: usize,
-    x0: usize,
-    nv: usize,
-    last: usize,
+    (zo, yo, x0, last): (usize, usize, usize, usize),
 ) {
     let lanes = S::LANES;
     let taps = K * K * K;
@@ -260,7 +289,10 @@ unsafe fn row_tile<
         *step = ST * part.rs;
     }
     let out_row = job.output.0.add(zo * job.out_ps + yo * job.out_rs);
-    for ob in blocks.0..blocks.1 {
+    // `blocks` counts half packed blocks; this tile's blocks are `OC` channels.
+    let unit = lanes / 2;
+    let (c_lo, c_hi) = (blocks.0 * unit, (blocks.1 * unit).min(job.cout_g));
+    for ob in c_lo / OC..c_hi.div_ceil(OC) {
         let oc0 = g * job.cout_g + ob * OC;
         // Tile block `ob` is half `ob % 2` of packed block `ob / 2`.
         let (pb, half) = (ob * OC / lanes, ob * OC % lanes);
@@ -280,11 +312,7 @@ unsafe fn row_tile<
                 job.stats.get().add(2 * (oc0 * job.out_d + zo))
             },
         };
-        match nv {
-            1 => tile_kernel::<S, OC, 1, K, ST, ROWS>(s, job, parts, &tile),
-            2 => tile_kernel::<S, OC, 2, K, ST, ROWS>(s, job, parts, &tile),
-            _ => tile_kernel::<S, OC, NW, K, ST, ROWS>(s, job, parts, &tile),
-        }
+        tile_kernel::<S, OC, NW, K, ST, COLS>(s, job, parts, &tile)
     }
 }
 
@@ -314,7 +342,7 @@ unsafe fn tile_kernel<
     const NW: usize,
     const K: usize,
     const ST: usize,
-    const ROWS: bool,
+    const COLS: usize,
 >(
     s: S,
     job: &Job,
@@ -329,8 +357,8 @@ unsafe fn tile_kernel<
         .zip(&t.inputs)
         .zip(&t.input_row_steps)
     {
-        // Where vector `v` starts relative to vector 0.
-        let v_step = if ROWS { row_step } else { lanes * ST };
+        // Where vector `v` starts relative to vector 0: `COLS` vectors per row.
+        let v_at = |v: usize| v / COLS * row_step + v % COLS * lanes * ST;
         for ci in 0..part.channels {
             let plane = input.add(ci * part.cs);
             for kz in 0..K {
@@ -340,9 +368,9 @@ unsafe fn tile_kernel<
                         let mut x = [s.zero(); NW];
                         for (v, xv) in x.iter_mut().enumerate() {
                             *xv = if ST == 1 {
-                                s.load(row.add(kx + v * v_step))
+                                s.load(row.add(kx + v_at(v)))
                             } else {
-                                s.load_even(row.add(kx + v * v_step))
+                                s.load_even(row.add(kx + v_at(v)))
                             };
                         }
                         // One broadcast per weight, reused by the NW vectors: a
@@ -367,7 +395,7 @@ unsafe fn tile_kernel<
     // `black_box` gives the epilogue its own copy, so `acc` above stays in registers.
     let acc = std::hint::black_box(acc);
     if job.softmax {
-        return softmax_epilogue::<S, OC, NW, ROWS>(s, job, t, &acc);
+        return softmax_epilogue::<S, OC, NW, COLS>(s, job, t, &acc);
     }
     for (o, acc_o) in acc.iter().enumerate() {
         if o >= t.valid_oc {
@@ -377,12 +405,12 @@ unsafe fn tile_kernel<
         let out = t.output.add(o * job.out_cs);
         let mut st = s.stats_zero();
         for (v, &a) in acc_o.iter().enumerate() {
-            let n = if ROWS || v == NW - 1 {
+            let n = if v % COLS == COLS - 1 {
                 t.last_lanes
             } else {
                 lanes
             };
-            let p = out.add(if ROWS { v * job.out_rs } else { v * lanes });
+            let p = out.add(v / COLS * job.out_rs + v % COLS * lanes);
             let mut r = s.add(a, b);
             if job.accumulate {
                 r = s.add(r, s.load_n(p, n));
@@ -391,7 +419,7 @@ unsafe fn tile_kernel<
             if !t.max_out.is_null() {
                 let q = t
                     .max_out
-                    .add(o * job.max.cs + if ROWS { v * job.max.rs } else { v * lanes });
+                    .add(o * job.max.cs + v / COLS * job.max.rs + v % COLS * lanes);
                 let m = if job.max.first {
                     r
                 } else {
@@ -419,7 +447,7 @@ unsafe fn tile_kernel<
 /// bit-identical to the conv followed by the softmax; the loops run over all 16 lanes of
 /// fixed-size arrays so that they vectorize.
 #[inline(always)]
-unsafe fn softmax_epilogue<S: Simd, const OC: usize, const NW: usize, const ROWS: bool>(
+unsafe fn softmax_epilogue<S: Simd, const OC: usize, const NW: usize, const COLS: usize>(
     s: S,
     job: &Job,
     t: &Tile,
@@ -430,7 +458,7 @@ unsafe fn softmax_epilogue<S: Simd, const OC: usize, const NW: usize, const ROWS
     // Vector by vector across the channels: `acc` is channel-major, so `v` indexes it.
     #[allow(clippy::needless_range_loop)]
     for v in 0..NW {
-        let n = if ROWS || v == NW - 1 {
+        let n = if v % COLS == COLS - 1 {
             t.last_lanes
         } else {
             lanes
@@ -452,7 +480,7 @@ unsafe fn softmax_epilogue<S: Simd, const OC: usize, const NW: usize, const ROWS
                 *sm += *e;
             }
         }
-        let at = if ROWS { v * job.out_rs } else { v * lanes };
+        let at = v / COLS * job.out_rs + v % COLS * lanes;
         for (o, eo) in x.iter_mut().enumerate().take(channels) {
             for (e, &sm) in eo.iter_mut().zip(&sum) {
                 *e /= sm;
