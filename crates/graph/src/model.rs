@@ -34,8 +34,9 @@
 //!   x7's buffer, behind the one encoder group, and skip1 in the upper part of `t`, behind
 //!   everything `t` holds while skip1 is alive (`Offsets`).
 //! - **Halos only where a conv reads its input unstaged**: the input and the encoder
-//!   tensors the strided convs read (each group's conv1/rb1 output, x2, x3). Every other conv input is staged by the
-//!   conv itself (input norm) or needs no padding (1x1, deconv), so x4 to x7 have none.
+//!   tensors the strided convs read (each group's conv1/rb1 output, x2, x3). Every other
+//!   conv input is staged by the conv itself (input norm) or needs no padding (1x1,
+//!   deconv), so x4 to x7 have none.
 //!   A halo is zeroed whenever its region was written over by another layout (`Slot`),
 //!   which with halos everywhere cost 65 ms per 128³ pass (16 channels at 128³ alone
 //!   12 ms); now about 10 ms, zeroed on both threads.

@@ -66,7 +66,7 @@ thread_local! {
 /// same job and group that starts where that one stopped keeps them instead of staging
 /// them again (rayon hands a thread consecutive tasks, so a slab's first `K - 1` planes
 /// are usually its predecessor's last ones).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 struct RingTag {
     job: u64,
     group: usize,
@@ -96,26 +96,37 @@ pub(super) struct Staged {
     first: isize,
     /// The next input plane to stage.
     next: isize,
-    /// A ring ([`Staged::ring`]) that the thread's next task may resume.
-    resumable: bool,
-    job: u64,
+    /// For a ring ([`Staged::ring`]): the call whose next task on this thread may resume
+    /// it.
+    resume_in: Option<u64>,
 }
 
 impl Staged {
     /// An empty ring of `slots` planes for group `g`'s input channels, starting at input
     /// plane `first`, for a kernel of size `k`.
     pub(super) fn new(job: &Job, k: usize, g: usize, first: isize, slots: usize) -> Staged {
+        Staged::with_buffer(job, k, g, first, slots).0
+    }
+
+    /// [`Staged::new`], and what the thread's buffer held when its last task left it.
+    fn with_buffer(
+        job: &Job,
+        k: usize,
+        g: usize,
+        first: isize,
+        slots: usize,
+    ) -> (Staged, Option<RingTag>) {
         let pad = k / 2;
         let rs = job.in_w + 2 * pad;
         let cs = rs * (job.in_h + 2 * pad);
         let ss = cs * job.cin_g;
-        let (mut buf, _) = BUFFER.with(Cell::take);
+        let (mut buf, tag) = BUFFER.with(Cell::take);
         if buf.len() < ss * slots + SLACK {
             // Zeroes the new floats once; every later read of the slack (the width
             // kernel's over-read past a row end, never stored) sees some finite value.
             buf.resize(ss * slots + SLACK, 0.0);
         }
-        Staged {
+        let staged = Staged {
             buf,
             group: g,
             pad,
@@ -125,16 +136,16 @@ impl Staged {
             ss,
             first,
             next: first,
-            resumable: false,
-            job: job.id,
-        }
+            resume_in: None,
+        };
+        (staged, tag)
     }
 
     /// A ring of `k` slots for group `g` whose first plane is `first`: the thread's ring
     /// from its previous task when that staged this job's group up to a plane from which
     /// `first` is still held ([`RingTag`]), else empty.
     pub(super) fn ring(job: &Job, k: usize, g: usize, first: isize) -> Staged {
-        let (buf, tag) = BUFFER.with(Cell::take);
+        let (mut staged, tag) = Staged::with_buffer(job, k, g, first, k);
         let held = tag.filter(|t| {
             t.job == job.id
                 && t.group == g
@@ -142,13 +153,11 @@ impl Staged {
                 && t.first.max(t.next - t.slots as isize) <= first
                 && first <= t.next
         });
-        BUFFER.with(|cell| cell.set((buf, None)));
-        let mut staged = Staged::new(job, k, g, first, k);
         if let Some(t) = held {
             staged.first = t.first;
             staged.next = t.next;
         }
-        staged.resumable = true;
+        staged.resume_in = Some(job.id);
         staged
     }
 
@@ -238,8 +247,8 @@ pub(super) fn first_plane<const K: usize, const ST: usize>(z: usize) -> isize {
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        let tag = self.resumable.then_some(RingTag {
-            job: self.job,
+        let tag = self.resume_in.map(|job| RingTag {
+            job,
             group: self.group,
             slots: self.slots,
             first: self.first,

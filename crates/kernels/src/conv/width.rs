@@ -11,7 +11,8 @@
 //! noisy session).
 //!
 //! `OC` is half the packed block of `LANES` output channels, so a tile reads its weights
-//! at a stride of `LANES` floats per tap, starting at the block's first or second half.
+//! at a stride of `LANES` floats per tap, starting at the block's first or second half
+//! (a quarter for the grid tile below).
 //!
 //! Columns two vectors wide on AVX-512 (32-voxel rows: the 32³ levels of every net, and
 //! the last 32 of a 128-voxel row) use a grid tile, 4 channels x 3 rows x 2 vectors
@@ -245,10 +246,10 @@ unsafe fn plane<S: Simd, const OC: usize, const NW: usize, const K: usize, const
         } else {
             for yo in 0..job.out_h {
                 let at = (zo, yo, x0, last);
-                match nv {
-                    1 => row_tile::<S, OC, 1, K, ST, 1>(s, job, parts, g, blocks, at),
-                    2 => row_tile::<S, OC, 2, K, ST, 2>(s, job, parts, g, blocks, at),
-                    _ => row_tile::<S, OC, NW, K, ST, NW>(s, job, parts, g, blocks, at),
+                if nv == 2 {
+                    row_tile::<S, OC, 2, K, ST, 2>(s, job, parts, g, blocks, at);
+                } else {
+                    row_tile::<S, OC, NW, K, ST, NW>(s, job, parts, g, blocks, at);
                 }
             }
         }
@@ -257,9 +258,9 @@ unsafe fn plane<S: Simd, const OC: usize, const NW: usize, const K: usize, const
 }
 
 /// Every channel block of the task on one tile: `nv` vectors from output voxel
-/// `(zo, yo, x0)`, along the row, or down the rows when `ROWS`. `last` lanes of the last
-/// vector (of every vector when `ROWS`) are stored. `parts` is the task's input
-/// at output plane `zo` ([`Job::parts_at`], or a staged input).
+/// `(zo, yo, x0)`, `COLS` along each row and `NW / COLS` rows down. `last` lanes of each
+/// row's last vector are stored. `parts` is the task's input at output plane `zo`
+/// ([`Job::parts_at`], or a staged input).
 #[inline(always)]
 unsafe fn row_tile<
     S: Simd,
@@ -294,7 +295,8 @@ unsafe fn row_tile<
     let (c_lo, c_hi) = (blocks.0 * unit, (blocks.1 * unit).min(job.cout_g));
     for ob in c_lo / OC..c_hi.div_ceil(OC) {
         let oc0 = g * job.cout_g + ob * OC;
-        // Tile block `ob` is half `ob % 2` of packed block `ob / 2`.
+        // Tile block `ob` starts `ob * OC % lanes` channels into packed block
+        // `ob * OC / lanes`.
         let (pb, half) = (ob * OC / lanes, ob * OC % lanes);
         let block = (g * job.n_pb + pb) * job.cin_g * taps * lanes;
         let tile = Tile {
@@ -318,7 +320,7 @@ unsafe fn row_tile<
 
 struct Tile {
     inputs: [*const f32; MAX_PARTS],
-    /// Per part: from one input row to the next output row's (the `ROWS` tiles).
+    /// Per part: from one input row to the next output row's (tiles of several rows).
     input_row_steps: [usize; MAX_PARTS],
     output: *mut f32,
     /// Null, or the max output at the tile's first channel and voxel.
