@@ -53,7 +53,7 @@ use crate::weights::table::{
 };
 use crate::weights::{OpenOptions, WeightFile, WeightSet, WeightSource};
 use crate::workspace::Slot;
-use brats_kernels::conv::{Conv3d, ConvSpec, Epilogue, InputNorm};
+use brats_kernels::conv::{Conv3d, ConvSpec, Epilogue, InputNorm, Vectorize};
 use brats_kernels::deconv::Deconv3d;
 use brats_kernels::norm::{self, ChannelStats};
 use brats_kernels::{elementwise, Isa, Layout, View, ViewMut};
@@ -234,6 +234,12 @@ fn res_block(isa: Isa, src: &dyn WeightSource, net: Net, block: Block) -> Result
         .zip(conv2)
         .enumerate()
         .map(|(g, (conv1, conv2))| {
+            // The residual blocks' convs stage their input: the Winograd kernel where
+            // it fits (`brats_kernels::conv::Vectorize::Winograd`).
+            let (conv1, conv2) = (
+                conv1.with_vectorize(Vectorize::Winograd),
+                conv2.with_vectorize(Vectorize::Winograd),
+            );
             Ok(ResPart {
                 norm1: norm_params(src, &table::rb_norm1(net, block), c, g * cg..(g + 1) * cg)?,
                 conv1,

@@ -23,6 +23,10 @@
 //!   weights are vector loads and the inputs are broadcast. [`Vectorize::Auto`] takes it
 //!   for outputs narrower than a vector. Both kernels sum in the same order and give
 //!   bit-identical results.
+//! - **Winograd F(2,3) along W for the staged 3x3 convs** (`conv/winograd.rs`, asked for
+//!   with [`Vectorize::Winograd`]): the width kernel's walk over a staged input stored as
+//!   transformed tiles, two thirds of the FMAs, on rows of 16 to 64 voxels (at 128 it
+//!   was slower). Not bit-identical to the direct kernels; accurate to the same order.
 //! - **Prepacked weights.** [`Conv3d::new`] repacks MXNet's `(Cout, Cin/G, k, k, k)` into
 //!   `[group][block of LANES output channels][ci][tap][LANES]`, zero-padding the last
 //!   block, so both kernels read weights sequentially: the channel kernel a whole block
@@ -122,6 +126,7 @@ macro_rules! dispatch_task {
 mod channels;
 mod staging;
 mod width;
+mod winograd;
 
 /// Per-group packed weights above this many bytes switch to channel-block-outer order.
 pub const WEIGHTS_INNER_LIMIT: usize = 256 * 1024;
@@ -193,6 +198,9 @@ pub struct Conv3d {
     isa: Isa,
     /// `[group][block of lanes(isa) output channels][ci][tap][lane]` (module note).
     packed: Vec<f32>,
+    /// `packed` transformed for [`Vectorize::Winograd`], made by the first call that
+    /// uses it (only the convs that run on wide rows pay its memory).
+    winograd: std::sync::OnceLock<Vec<f32>>,
     bias: Vec<f32>,
     vectorize: Vectorize,
 }
@@ -207,6 +215,12 @@ pub enum Vectorize {
     /// Vectors across output channels (`conv/channels.rs`); falls back to
     /// [`Vectorize::Width`] for outputs narrower than its tile.
     Channels,
+    /// The width kernel with a Winograd F(2,3) transform along W (`conv/winograd.rs`)
+    /// for calls that stage their input ([`Conv3d::run_normalized`]) of a 3x3 stride-1
+    /// conv with rows of at least a vector; [`Vectorize::Auto`] for every other call.
+    /// Not bit-identical to the other kernels (it computes other sums), but as accurate
+    /// to within a small factor.
+    Winograd,
 }
 
 /// f32 lanes of an ISA's vectors: the output channels of one packed weight block.
@@ -274,6 +288,7 @@ impl Conv3d {
             spec,
             isa,
             packed,
+            winograd: std::sync::OnceLock::new(),
             bias,
             vectorize: Vectorize::Auto,
         })
@@ -556,6 +571,23 @@ impl Conv3d {
         }
         let ob = output.buffer_layout();
         let out_origin = ob.index(output.c0(), 0, 0, 0);
+        let kind = self.isa.kind();
+        let winograd = self.vectorize == Vectorize::Winograd
+            && winograd::fits(
+                spec.kernel,
+                spec.stride,
+                input_norm.is_some(),
+                softmax,
+                ol.w,
+                lanes(kind),
+            );
+        let weights = if winograd {
+            self.winograd
+                .get_or_init(|| winograd::pack(&self.packed, lanes(kind)))
+                .as_ptr()
+        } else {
+            self.packed.as_ptr()
+        };
         let job = Job {
             parts,
             n_parts: inputs.len(),
@@ -569,7 +601,8 @@ impl Conv3d {
             cin_g,
             cout_g,
             n_pb: cout_g.div_ceil(lanes(self.isa.kind())),
-            weights: self.packed.as_ptr(),
+            weights,
+            winograd,
             bias: self.bias.as_ptr(),
             accumulate: epilogue == Epilogue::Accumulate,
             max: match max {
@@ -609,13 +642,15 @@ impl Conv3d {
                 None => std::ptr::null_mut(),
             }),
         };
-        let kind = self.isa.kind();
         // The fused softmax is an epilogue of the width kernel only.
         let use_channels = !softmax
+            && !winograd
             && match self.vectorize {
                 Vectorize::Width => false,
                 Vectorize::Channels => channels::fits(&job),
-                Vectorize::Auto => channels::fits(&job) && channels::preferred(kind, &job),
+                Vectorize::Auto | Vectorize::Winograd => {
+                    channels::fits(&job) && channels::preferred(kind, &job)
+                }
             };
         if use_channels {
             channels::run(kind, spec.kernel, spec.stride, spec.groups, &job);
@@ -707,7 +742,10 @@ pub(crate) struct Job {
     pub(crate) cout_g: usize,
     /// Packed weight blocks (of the ISA's vector width in output channels) per group.
     pub(crate) n_pb: usize,
+    /// The direct packing, or the Winograd one when `winograd`.
     pub(crate) weights: *const f32,
+    /// The width kernel over a Winograd-transformed staged input (`conv/winograd.rs`).
+    pub(crate) winograd: bool,
     pub(crate) bias: *const f32,
     pub(crate) accumulate: bool,
     /// Null, or (sum, sum of squares) per (output channel, output plane).

@@ -101,6 +101,44 @@ pub(crate) unsafe trait Simd: Copy {
         std::ptr::copy_nonoverlapping(out.as_ptr(), p, 2 * n);
     }
 
+    /// Loads `p[0..4]` into every group of 4 lanes: one output channel's four
+    /// transformed weights of a Winograd tap, against 4-float input tiles
+    /// (`conv/winograd.rs`).
+    ///
+    /// # Safety
+    /// `p .. p + 4` must be readable.
+    #[inline(always)]
+    unsafe fn load4_splat(self, p: *const f32) -> Self::V {
+        let mut buf = [0.0f32; 16];
+        for (i, x) in buf.iter_mut().enumerate().take(Self::LANES) {
+            *x = *p.add(i % 4);
+        }
+        self.load(buf.as_ptr())
+    }
+
+    /// The Winograd F(2,3) output transform of two accumulators of 4-float tiles
+    /// `[m0 m1 m2 m3]` (`conv/winograd.rs`): per tile the outputs `(m0 + m1) + m2` and
+    /// `(m1 - m2) - m3`, `a`'s tiles' outputs in the first half of the result, `b`'s in
+    /// the second.
+    #[inline(always)]
+    fn winograd_outputs(self, a: Self::V, b: Self::V) -> Self::V {
+        let (mut m, mut out) = ([0.0f32; 32], [0.0f32; 16]);
+        // Safety: `m` holds two vectors of at most 16 lanes, `out` one.
+        unsafe {
+            self.store(m.as_mut_ptr(), a);
+            self.store(m.as_mut_ptr().add(Self::LANES), b);
+        }
+        for (pair, q) in out[..Self::LANES]
+            .chunks_exact_mut(2)
+            .zip(m.chunks_exact(4))
+        {
+            pair[0] = (q[0] + q[1]) + q[2];
+            pair[1] = (q[1] - q[2]) - q[3];
+        }
+        // Safety: as above.
+        unsafe { self.load(out.as_ptr()) }
+    }
+
     /// Loads `n <= LANES` floats from `p`; the other lanes are zero.
     ///
     /// # Safety
@@ -272,6 +310,11 @@ mod x86 {
             _mm256_loadu_ps(p)
         }
         #[inline(always)]
+        unsafe fn load4_splat(self, p: *const f32) -> __m256 {
+            let x = _mm_loadu_ps(p);
+            _mm256_set_m128(x, x)
+        }
+        #[inline(always)]
         unsafe fn load_even(self, p: *const f32) -> __m256 {
             let a = _mm256_loadu_ps(p);
             let b = _mm256_loadu_ps(p.add(8));
@@ -296,6 +339,13 @@ mod x86 {
             if n > 4 {
                 self.store_n(p.add(8), second, 2 * n - 8);
             }
+        }
+        #[inline(always)]
+        unsafe fn load_n(self, p: *const f32, n: usize) -> __m256 {
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane);
+            // Masked-out lanes are neither read nor faulted on.
+            _mm256_maskload_ps(p, mask)
         }
         #[inline(always)]
         unsafe fn store_first(self, p: *mut f32, v: __m256, n: usize) {
@@ -370,6 +420,30 @@ mod x86 {
             _mm512_loadu_ps(p)
         }
         #[inline(always)]
+        unsafe fn load4_splat(self, p: *const f32) -> __m512 {
+            _mm512_broadcast_f32x4(_mm_loadu_ps(p))
+        }
+        #[inline(always)]
+        fn winograd_outputs(self, a: __m512, b: __m512) -> __m512 {
+            // Safety: AVX-512F is present (see the impl's contract).
+            unsafe {
+                // Per 128-bit lane (one tile) `[m0 m1 m2 m3]`: the rotations by 1, 2, 3
+                // put (m0 + m1) + m2 and (m1 - m2) - m3 in element 0.
+                let even_odd = |m: __m512| {
+                    let r1 = _mm512_permute_ps::<0b00_11_10_01>(m);
+                    let r2 = _mm512_permute_ps::<0b01_00_11_10>(m);
+                    let r3 = _mm512_permute_ps::<0b10_01_00_11>(m);
+                    let even = _mm512_add_ps(_mm512_add_ps(m, r1), r2);
+                    let odd = _mm512_sub_ps(_mm512_sub_ps(r1, r2), r3);
+                    // Per lane [even, odd, .., ..].
+                    _mm512_unpacklo_ps(even, odd)
+                };
+                let idx =
+                    _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29);
+                _mm512_permutex2var_ps(even_odd(a), idx, even_odd(b))
+            }
+        }
+        #[inline(always)]
         unsafe fn load_even(self, p: *const f32) -> __m512 {
             let a = _mm512_loadu_ps(p);
             let b = _mm512_loadu_ps(p.add(16));
@@ -391,6 +465,12 @@ mod x86 {
                 let second = _mm512_permutex2var_ps(a, hi_idx, b);
                 self.store_n(p.add(16), second, 2 * n - 16);
             }
+        }
+        #[inline(always)]
+        unsafe fn load_n(self, p: *const f32, n: usize) -> __m512 {
+            let mask: __mmask16 = ((1u32 << n) - 1) as __mmask16;
+            // Masked-out lanes are neither read nor faulted on.
+            _mm512_maskz_loadu_ps(mask, p)
         }
         #[inline(always)]
         unsafe fn store_first(self, p: *mut f32, v: __m512, n: usize) {

@@ -23,6 +23,9 @@
 //!   ([`Staged::slab`]). Its tasks that share a slab but not a channel chunk each stage it
 //!   (up to 8 times on net32's deepest level, where the planes are 6x6).
 //!
+//! - For the Winograd kernel (`conv/winograd.rs`) a staged row is stored as its
+//!   transformed tiles (4 floats per 2 outputs, no halo columns) instead of the padded
+//!   row; the ring, slabs and carry-over are the same.
 //! - Weights-outer tasks (per-group weights over `WEIGHTS_INNER_LIMIT`) become slabs too,
 //!   staged whole and read once per channel block, instead of one block over the volume
 //!   restaging every plane per block.
@@ -51,7 +54,7 @@
 //! (net128.rb7's ring of whole planes is 3.2 MB, more than this machine's 2 MB of L2 per
 //! core) (1.012).
 
-use super::{Job, Part, MAX_PARTS};
+use super::{winograd, Job, Part, MAX_PARTS};
 use crate::norm;
 use crate::tensor::SLACK;
 use std::cell::Cell;
@@ -85,6 +88,11 @@ pub(super) fn new_job_id() -> u64 {
 /// when dropped.
 pub(super) struct Staged {
     buf: Vec<f32>,
+    /// Floats from the buffer's start to slot 0 (a 64-byte boundary).
+    base: usize,
+    /// A Winograd-transformed ring (`conv/winograd.rs`): rows of transformed tiles, and
+    /// the padded row they are transformed from.
+    padded_row: Option<Vec<f32>>,
     group: usize,
     pad: usize,
     slots: usize,
@@ -117,17 +125,29 @@ impl Staged {
         slots: usize,
     ) -> (Staged, Option<RingTag>) {
         let pad = k / 2;
-        let rs = job.in_w + 2 * pad;
+        // A transformed row has no halo columns: its tiles include the padding.
+        let rs = if job.winograd {
+            winograd::row_floats(job.in_w)
+        } else {
+            job.in_w + 2 * pad
+        };
         let cs = rs * (job.in_h + 2 * pad);
         let ss = cs * job.cin_g;
         let (mut buf, tag) = BUFFER.with(Cell::take);
-        if buf.len() < ss * slots + SLACK {
+        // 16 floats more, to start slot 0 on a 64-byte boundary.
+        if buf.len() < ss * slots + SLACK + 16 {
             // Zeroes the new floats once; every later read of the slack (the width
             // kernel's over-read past a row end, never stored) sees some finite value.
-            buf.resize(ss * slots + SLACK, 0.0);
+            buf.resize(ss * slots + SLACK + 16, 0.0);
         }
+        let base = buf.as_ptr().align_offset(64).min(16);
+        let padded_row = job
+            .winograd
+            .then(|| vec![0.0f32; job.in_w.div_ceil(winograd::TILE_OUT) * winograd::TILE_OUT + 2]);
         let staged = Staged {
             buf,
+            base,
+            padded_row,
             group: g,
             pad,
             slots,
@@ -196,7 +216,7 @@ impl Staged {
         let src = &job.parts[0];
         while self.next <= last {
             let z = self.next;
-            let slot = self.slot(z) * self.ss;
+            let slot = self.base + self.slot(z) * self.ss;
             for ci in 0..job.cin_g {
                 let plane = &mut self.buf[slot + ci * cs..][..cs];
                 if z < 0 || z as usize >= job.in_d {
@@ -209,13 +229,19 @@ impl Staged {
                 plane[(rows - pad) * rs..].fill(0.0);
                 for y in 0..job.in_h {
                     let row = &mut plane[(y + pad) * rs..][..rs];
-                    row[..pad].fill(0.0);
-                    row[pad + job.in_w..].fill(0.0);
                     // Safety (caller): row (c, z, y) of the input's interior.
                     let from = std::slice::from_raw_parts(
                         src.input.add(c * src.cs + z as usize * src.ps + y * src.rs),
                         job.in_w,
                     );
+                    if let Some(padded) = &mut self.padded_row {
+                        // Its halo and tail stay zero from the allocation.
+                        norm::normalize_row(from, &mut padded[1..=job.in_w], affine, job.relu);
+                        winograd::input_row(padded, row);
+                        continue;
+                    }
+                    row[..pad].fill(0.0);
+                    row[pad + job.in_w..].fill(0.0);
                     norm::normalize_row(from, &mut row[pad..pad + job.in_w], affine, job.relu);
                 }
             }
@@ -228,7 +254,8 @@ impl Staged {
     pub(super) fn parts(&self, job: &Job, plane: isize) -> [Part; MAX_PARTS] {
         let mut parts = job.parts;
         parts[0] = Part {
-            input: self.buf.as_ptr(),
+            // Safety: `base` is within the buffer (it has 16 floats more than the slots).
+            input: unsafe { self.buf.as_ptr().add(self.base) },
             cs: self.cs,
             ps: self.ss,
             rs: self.rs,

@@ -24,6 +24,7 @@
 //! a noisy hour) the 32³ blocks' convs took 0.76-0.94 of their time, net128.rb1 1.03-1.07.
 
 use super::staging::{first_plane, Staged};
+use super::winograd;
 use super::{Job, Part, MAX_PARTS, WEIGHTS_INNER_LIMIT};
 use crate::isa::Kind;
 #[cfg(target_arch = "x86_64")]
@@ -61,7 +62,12 @@ const MIN_STAGED_TASKS: usize = 16;
 pub(super) fn run(isa: Kind, k: usize, s: usize, groups: usize, job: &Job) {
     let n_ob = job.cout_g.div_ceil(tile_oc(isa));
     let lanes = super::lanes(isa);
-    let per_group_bytes = job.cin_g * k.pow(3) * job.n_pb * lanes * 4;
+    let weights_per_ci = if job.winograd {
+        9 * winograd::TILE_FLOATS
+    } else {
+        k.pow(3)
+    };
+    let per_group_bytes = job.cin_g * weights_per_ci * job.n_pb * lanes * 4;
     let oc_outer = per_group_bytes > WEIGHTS_INNER_LIMIT;
     let staged = !job.input_norm.is_null();
     let (per_slab, slabs) = if staged {
@@ -100,7 +106,13 @@ pub(super) fn run(isa: Kind, k: usize, s: usize, groups: usize, job: &Job) {
         // output view's interior). Tasks write disjoint output elements: each owns one
         // (group, planes) or one (group, channel block). The ISA was proven present
         // when the `Isa` behind `isa` was obtained.
-        crate::trace::task(|| unsafe { run_task(isa, k, s, job, &task) })
+        crate::trace::task(|| unsafe {
+            if job.winograd {
+                run_task_winograd(isa, job, &task)
+            } else {
+                run_task(isa, k, s, job, &task)
+            }
+        })
     });
 }
 
@@ -113,42 +125,77 @@ unsafe fn run_task(isa: Kind, k: usize, s: usize, job: &Job, task: &Task) {
     dispatch_task!(isa, k, s, job, task)
 }
 
+/// The task body of a Winograd job (`conv/winograd.rs`: 3x3, stride 1, staged) for
+/// `isa`.
+///
+/// # Safety
+/// As [`run_task`].
+unsafe fn run_task_winograd(isa: Kind, job: &Job, task: &Task) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Kind::Avx512 => task_avx512_winograd(job, task),
+        #[cfg(target_arch = "x86_64")]
+        Kind::Avx2 => task_avx2_winograd(job, task),
+        _ => task_body::<Portable, 4, 2, 3, 1, true>(Portable, job, task),
+    }
+}
+
 /// The portable build (no `#[target_feature]`: baseline instructions only).
 ///
 /// # Safety
 /// As [`run_task`].
 unsafe fn task_portable<const K: usize, const ST: usize>(job: &Job, task: &Task) {
-    task_body::<Portable, 4, 2, K, ST>(Portable, job, task)
+    task_body::<Portable, 4, 2, K, ST, false>(Portable, job, task)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn task_avx512<const K: usize, const S: usize>(job: &Job, task: &Task) {
-    task_body::<Avx512, 8, 3, K, S>(Avx512, job, task)
+    task_body::<Avx512, 8, 3, K, S, false>(Avx512, job, task)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn task_avx512_winograd(job: &Job, task: &Task) {
+    task_body::<Avx512, 8, 3, 3, 1, true>(Avx512, job, task)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn task_avx2<const K: usize, const S: usize>(job: &Job, task: &Task) {
-    task_body::<Avx2, 4, 3, K, S>(Avx2, job, task)
+    task_body::<Avx2, 4, 3, K, S, false>(Avx2, job, task)
 }
 
-/// One task: every output row of the task's planes and channel blocks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn task_avx2_winograd(job: &Job, task: &Task) {
+    task_body::<Avx2, 4, 3, 3, 1, true>(Avx2, job, task)
+}
+
+/// One task: every output row of the task's planes and channel blocks; `W`: over a
+/// Winograd-transformed staged input (`conv/winograd.rs`).
 #[inline(always)]
-unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, const ST: usize>(
+unsafe fn task_body<
+    S: Simd,
+    const OC: usize,
+    const NW: usize,
+    const K: usize,
+    const ST: usize,
+    const W: bool,
+>(
     s: S,
     job: &Job,
     task: &Task,
 ) {
     if job.input_norm.is_null() {
         let parts = |zo: usize| job.parts_at::<ST>(task.group, zo);
-        return task_planes::<S, OC, NW, K, ST>(s, job, task, parts);
+        return task_planes::<S, OC, NW, K, ST, W>(s, job, task, parts);
     }
     if task.blocks_outer {
         // Every plane of the slab staged first (no wrap), then read once per block.
         let staged = Staged::slab::<K, ST>(job, task.group, task.z_range);
         let parts = |zo: usize| staged.parts(job, first_plane::<K, ST>(zo));
-        return task_planes::<S, OC, NW, K, ST>(s, job, task, parts);
+        return task_planes::<S, OC, NW, K, ST, W>(s, job, task, parts);
     }
     // A ring of K planes: each output plane stages the input planes it newly needs.
     let first = first_plane::<K, ST>(task.z_range.0);
@@ -158,7 +205,7 @@ unsafe fn task_body<S: Simd, const OC: usize, const NW: usize, const K: usize, c
         staged.stage_to(job, p0 + K as isize - 1);
         staged.parts(job, p0)
     };
-    task_planes::<S, OC, NW, K, ST>(s, job, task, parts)
+    task_planes::<S, OC, NW, K, ST, W>(s, job, task, parts)
 }
 
 /// The task's output planes in order (or, for a blocks-outer task, every plane per
@@ -170,6 +217,7 @@ unsafe fn task_planes<
     const NW: usize,
     const K: usize,
     const ST: usize,
+    const W: bool,
 >(
     s: S,
     job: &Job,
@@ -186,14 +234,21 @@ unsafe fn task_planes<
         };
         for zo in task.z_range.0..task.z_range.1 {
             let parts = parts_at(zo);
-            plane::<S, OC, NW, K, ST>(s, job, &parts, task.group, blocks, zo);
+            plane::<S, OC, NW, K, ST, W>(s, job, &parts, task.group, blocks, zo);
         }
     }
 }
 
 /// Channel blocks `blocks` of output plane `zo` of group `g`.
 #[inline(always)]
-unsafe fn plane<S: Simd, const OC: usize, const NW: usize, const K: usize, const ST: usize>(
+unsafe fn plane<
+    S: Simd,
+    const OC: usize,
+    const NW: usize,
+    const K: usize,
+    const ST: usize,
+    const W: bool,
+>(
     s: S,
     job: &Job,
     parts: &[Part; MAX_PARTS],
@@ -202,14 +257,16 @@ unsafe fn plane<S: Simd, const OC: usize, const NW: usize, const K: usize, const
     zo: usize,
 ) {
     let lanes = S::LANES;
-    let step = NW * lanes;
+    // Output voxels per vector: a Winograd vector holds `LANES / 4` tiles of 2 outputs.
+    let ov = if W { lanes / 2 } else { lanes };
+    let step = NW * ov;
     // Column by column (one W-tile wide), rows innermost: consecutive rows share 6 of
     // their 9 input row segments per input channel, which then come from L1.
     let mut x0 = 0;
     while x0 < job.out_w {
         let rem = job.out_w - x0;
-        let nv = if rem >= step { NW } else { rem.div_ceil(lanes) };
-        let last = (rem - (nv - 1) * lanes).min(lanes);
+        let nv = if rem >= step { NW } else { rem.div_ceil(ov) };
+        let last = (rem - (nv - 1) * ov).min(ov);
         if nv == 1 {
             // A column one vector wide (all of a row of at most `LANES`, or the end of
             // a longer one): a tile is `NW` consecutive rows of it instead of one
@@ -220,13 +277,13 @@ unsafe fn plane<S: Simd, const OC: usize, const NW: usize, const K: usize, const
                 let rows = (job.out_h - yo).min(NW);
                 let at = (zo, yo, x0, last);
                 match rows {
-                    1 => row_tile::<S, OC, 1, K, ST, 1>(s, job, parts, g, blocks, at),
-                    2 => row_tile::<S, OC, 2, K, ST, 1>(s, job, parts, g, blocks, at),
-                    _ => row_tile::<S, OC, NW, K, ST, 1>(s, job, parts, g, blocks, at),
+                    1 => row_tile::<S, OC, 1, K, ST, 1, W>(s, job, parts, g, blocks, at),
+                    2 => row_tile::<S, OC, 2, K, ST, 1, W>(s, job, parts, g, blocks, at),
+                    _ => row_tile::<S, OC, NW, K, ST, 1, W>(s, job, parts, g, blocks, at),
                 }
                 yo += rows;
             }
-        } else if K == 3 && ST == 1 && nv == 2 && lanes == 16 && !job.softmax {
+        } else if !W && K == 3 && ST == 1 && nv == 2 && lanes == 16 && !job.softmax {
             // A column two AVX-512 vectors wide (all of a 32-voxel row, or the end of a
             // 128-voxel one): 2 x 8 accumulators would be a tile of 16, with 10 loads
             // per 16 FMAs; instead a tile is 4 channels x 3 rows x 2 vectors, 10 loads
@@ -236,10 +293,10 @@ unsafe fn plane<S: Simd, const OC: usize, const NW: usize, const K: usize, const
             while yo < job.out_h {
                 let at = (zo, yo, x0, last);
                 if job.out_h - yo >= 3 {
-                    row_tile::<S, 4, 6, K, ST, 2>(s, job, parts, g, blocks, at);
+                    row_tile::<S, 4, 6, K, ST, 2, W>(s, job, parts, g, blocks, at);
                     yo += 3;
                 } else {
-                    row_tile::<S, OC, 2, K, ST, 2>(s, job, parts, g, blocks, at);
+                    row_tile::<S, OC, 2, K, ST, 2, W>(s, job, parts, g, blocks, at);
                     yo += 1;
                 }
             }
@@ -247,13 +304,13 @@ unsafe fn plane<S: Simd, const OC: usize, const NW: usize, const K: usize, const
             for yo in 0..job.out_h {
                 let at = (zo, yo, x0, last);
                 if nv == 2 {
-                    row_tile::<S, OC, 2, K, ST, 2>(s, job, parts, g, blocks, at);
+                    row_tile::<S, OC, 2, K, ST, 2, W>(s, job, parts, g, blocks, at);
                 } else {
-                    row_tile::<S, OC, NW, K, ST, NW>(s, job, parts, g, blocks, at);
+                    row_tile::<S, OC, NW, K, ST, NW, W>(s, job, parts, g, blocks, at);
                 }
             }
         }
-        x0 += nv * lanes;
+        x0 += nv * ov;
     }
 }
 
@@ -269,6 +326,7 @@ unsafe fn row_tile<
     const K: usize,
     const ST: usize,
     const COLS: usize,
+    const W: bool,
 >(
     s: S,
     job: &Job,
@@ -278,7 +336,13 @@ unsafe fn row_tile<
     (zo, yo, x0, last): (usize, usize, usize, usize),
 ) {
     let lanes = S::LANES;
-    let taps = K * K * K;
+    // Weights per (input channel, output channel): the taps, or 4 per (kz, ky) over a
+    // transformed input, whose rows hold 4 floats per 2 output voxels.
+    let (taps, x_floats) = if W {
+        (K * K * winograd::TILE_FLOATS, 2 * x0)
+    } else {
+        (K * K * K, x0 * ST)
+    };
     let mut in_rows = [std::ptr::null(); MAX_PARTS];
     let mut in_steps = [0; MAX_PARTS];
     for ((row, step), part) in in_rows
@@ -286,7 +350,7 @@ unsafe fn row_tile<
         .zip(&mut in_steps)
         .zip(&parts[..job.n_parts])
     {
-        *row = part.input.add(yo * ST * part.rs + x0 * ST);
+        *row = part.input.add(yo * ST * part.rs + x_floats);
         *step = ST * part.rs;
     }
     let out_row = job.output.0.add(zo * job.out_ps + yo * job.out_rs);
@@ -304,7 +368,14 @@ unsafe fn row_tile<
             input_row_steps: in_steps,
             output: out_row.add(oc0 * job.out_cs + x0),
             max_out: job.max.at(oc0, zo, yo, x0),
-            weights: job.weights.add(block + half),
+            weights: job.weights.add(
+                block
+                    + if W {
+                        half * winograd::TILE_FLOATS
+                    } else {
+                        half
+                    },
+            ),
             bias: job.bias.add(oc0),
             valid_oc: (job.cout_g - ob * OC).min(OC),
             last_lanes: last,
@@ -314,24 +385,28 @@ unsafe fn row_tile<
                 job.stats.get().add(2 * (oc0 * job.out_d + zo))
             },
         };
-        tile_kernel::<S, OC, NW, K, ST, COLS>(s, job, parts, &tile)
+        if W {
+            winograd::tile_kernel::<S, OC, NW, COLS>(s, job, parts, &tile)
+        } else {
+            tile_kernel::<S, OC, NW, K, ST, COLS>(s, job, parts, &tile)
+        }
     }
 }
 
-struct Tile {
-    inputs: [*const f32; MAX_PARTS],
+pub(super) struct Tile {
+    pub(super) inputs: [*const f32; MAX_PARTS],
     /// Per part: from one input row to the next output row's (tiles of several rows).
-    input_row_steps: [usize; MAX_PARTS],
-    output: *mut f32,
+    pub(super) input_row_steps: [usize; MAX_PARTS],
+    pub(super) output: *mut f32,
     /// Null, or the max output at the tile's first channel and voxel.
-    max_out: *mut f32,
-    weights: *const f32,
-    bias: *const f32,
-    valid_oc: usize,
-    last_lanes: usize,
+    pub(super) max_out: *mut f32,
+    pub(super) weights: *const f32,
+    pub(super) bias: *const f32,
+    pub(super) valid_oc: usize,
+    pub(super) last_lanes: usize,
     /// Null, or the statistics of output channel 0 of the tile at its plane; channel `o`
     /// is `2 * o * out_d` further.
-    stats: *mut f64,
+    pub(super) stats: *mut f64,
 }
 
 /// The register tile: `OC` output channels x `NW` vectors of one output row, summed over
@@ -404,7 +479,6 @@ unsafe fn tile_kernel<
             break;
         }
         let b = s.splat(*t.bias.add(o));
-        let out = t.output.add(o * job.out_cs);
         let mut st = s.stats_zero();
         for (v, &a) in acc_o.iter().enumerate() {
             let n = if v % COLS == COLS - 1 {
@@ -412,33 +486,64 @@ unsafe fn tile_kernel<
             } else {
                 lanes
             };
-            let p = out.add(v / COLS * job.out_rs + v % COLS * lanes);
-            let mut r = s.add(a, b);
-            if job.accumulate {
-                r = s.add(r, s.load_n(p, n));
-            }
-            s.store_n(p, r, n);
-            if !t.max_out.is_null() {
-                let q = t
-                    .max_out
-                    .add(o * job.max.cs + v / COLS * job.max.rs + v % COLS * lanes);
-                let m = if job.max.first {
-                    r
-                } else {
-                    s.max(s.load_n(q, n), r)
-                };
-                s.store_n(q, m, n);
-            }
-            if !t.stats.is_null() {
-                st = s.stats_add(st, r, n);
-            }
+            let at = (v / COLS, v % COLS * lanes);
+            st = store_vector(s, job, t, o, at, s.add(a, b), n, st);
         }
-        if !t.stats.is_null() {
-            let (sum, sq) = s.stats_reduce(st);
-            let at = t.stats.add(2 * o * job.out_d);
-            *at += sum;
-            *at.add(1) += sq;
-        }
+        finish_stats(s, job, t, o, st);
+    }
+}
+
+/// Stores the first `n` lanes of output vector `r` (bias included) of tile channel `o`
+/// at `(row, column)` from the tile's first voxel, adding the old output for
+/// [`super::Epilogue::Accumulate`] and folding the result into the max output and into
+/// the statistics `st`, which it returns.
+///
+/// # Safety
+/// The tile's output (and max output) must be writable there.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn store_vector<S: Simd>(
+    s: S,
+    job: &Job,
+    t: &Tile,
+    o: usize,
+    (row, col): (usize, usize),
+    mut r: S::V,
+    n: usize,
+    st: S::Stats,
+) -> S::Stats {
+    let p = t.output.add(o * job.out_cs + row * job.out_rs + col);
+    if job.accumulate {
+        r = s.add(r, s.load_n(p, n));
+    }
+    s.store_n(p, r, n);
+    if !t.max_out.is_null() {
+        let q = t.max_out.add(o * job.max.cs + row * job.max.rs + col);
+        let m = if job.max.first {
+            r
+        } else {
+            s.max(s.load_n(q, n), r)
+        };
+        s.store_n(q, m, n);
+    }
+    if t.stats.is_null() {
+        st
+    } else {
+        s.stats_add(st, r, n)
+    }
+}
+
+/// Adds tile channel `o`'s statistics `st` to its plane's partial sums.
+///
+/// # Safety
+/// The tile's statistics pointer, when not null, must be valid for channel `o`.
+#[inline(always)]
+pub(super) unsafe fn finish_stats<S: Simd>(s: S, job: &Job, t: &Tile, o: usize, st: S::Stats) {
+    if !t.stats.is_null() {
+        let (sum, sq) = s.stats_reduce(st);
+        let at = t.stats.add(2 * o * job.out_d);
+        *at += sum;
+        *at.add(1) += sq;
     }
 }
 
