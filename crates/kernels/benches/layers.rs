@@ -175,7 +175,12 @@ fn fill(t: &mut Tensor) {
 }
 
 /// Convs also benchmarked with a fused input norm ([`Conv3d::run_normalized`]).
-const NORMALIZED: &[&str] = &["net128.rb1.conv", "net128.rb7.conv"];
+const NORMALIZED: &[&str] = &[
+    "net128.rb1.conv",
+    "net128.rb7.conv",
+    "net128.rb2.conv",
+    "net128.rb6.conv",
+];
 
 fn layers(c: &mut Criterion) {
     for isa in isas() {
@@ -229,27 +234,36 @@ fn layers(c: &mut Criterion) {
                 let (gamma, beta) = (vec![1.0f32; spec.cin], vec![0.1f32; spec.cin]);
                 let affine = norm::affine(&stats, &gamma, &beta, 1e-3).unwrap();
                 let mut out = Tensor::zeros(Layout::new(spec.cout, s, s, s, 0));
-                let conv = Conv3d::new(isa, spec, &weights, None).unwrap();
                 group.throughput(Throughput::Elements(spec.flops(s * s * s)));
-                let id = format!("{}+norm", case.id);
-                group.bench_function(BenchmarkId::from_parameter(id), |b| {
-                    b.iter(|| {
-                        pool.install(|| {
-                            let norm = InputNorm {
-                                affine: &affine,
-                                relu: true,
-                            };
-                            conv.run_normalized(
-                                &input.view(),
-                                norm,
-                                &mut out.view_mut(),
-                                Epilogue::Store,
-                                None,
-                            )
-                            .unwrap()
+                // The direct kernel, and the Winograd one where it runs (rows up to 64,
+                // as the graph uses it; its GFLOP/s count the direct conv's FLOPs).
+                let mut variants = vec![(format!("{}+norm", case.id), Vectorize::Auto)];
+                if s <= 64 {
+                    variants.push((format!("{}+norm.winograd", case.id), Vectorize::Winograd));
+                }
+                for (id, vectorize) in variants {
+                    let conv = Conv3d::new(isa, spec, &weights, None)
+                        .unwrap()
+                        .with_vectorize(vectorize);
+                    group.bench_function(BenchmarkId::from_parameter(id), |b| {
+                        b.iter(|| {
+                            pool.install(|| {
+                                let norm = InputNorm {
+                                    affine: &affine,
+                                    relu: true,
+                                };
+                                conv.run_normalized(
+                                    &input.view(),
+                                    norm,
+                                    &mut out.view_mut(),
+                                    Epilogue::Store,
+                                    None,
+                                )
+                                .unwrap()
+                            })
                         })
-                    })
-                });
+                    });
+                }
             }
             // Instance norm + ReLU of rb1's first norm (32 channels at 128³), statistics
             // included, written into a zero-halo conv input.

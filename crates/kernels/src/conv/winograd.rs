@@ -51,6 +51,12 @@
 //! slower with the transform before that). AVX2 (`BRATS_ISA=avx2`, whole pass, 4 pairs):
 //! 0.72-0.97 of the direct kernel's time.
 //!
+//! Tried and not kept (the same in-process pairs, against this module as it is): rows of
+//! 128 split into bands of 64 or 32 columns, each a task with a ring of its columns only
+//! (so that a ring of 8 channels fits L2): 1.032 and 1.002; 8 x 2 tiles wherever a row's
+//! rest is a whole number of pairs (no half-empty output transforms at the end of 32-
+//! and 64-voxel rows): 1.091.
+//!
 //! # Accuracy
 //!
 //! The sums are no longer the direct ones: each output is a sum of `4 * 9 * cin/G`
