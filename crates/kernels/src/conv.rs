@@ -362,7 +362,8 @@ impl Conv3d {
     /// `norm.relu`) without a normalized tensor: each task normalizes the input planes it
     /// reads into a per-thread buffer with a zero halo (module note, "Input norm"), so
     /// `input` needs no halo. Bit-identical to [`crate::norm::instance_norm`] into a
-    /// zero-halo tensor, then [`Conv3d::run`] (or [`Conv3d::run_with_max`] with `max`).
+    /// zero-halo tensor, then [`Conv3d::run`] (or [`Conv3d::run_with_max`] with `max`),
+    /// except where [`Vectorize::Winograd`] applies (other sums, as accurate).
     pub fn run_normalized(
         &self,
         input: &View,
