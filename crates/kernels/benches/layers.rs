@@ -174,6 +174,25 @@ fn fill(t: &mut Tensor) {
     }
 }
 
+/// Benchmarks `run` on the conv `(isa, spec, weights)` packs to, once per
+/// `(id, kernel choice)` of `variants`, on `pool`.
+fn bench_variants(
+    group: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
+    pool: &rayon::ThreadPool,
+    (isa, spec, weights): (Isa, ConvSpec, &[f32]),
+    variants: Vec<(String, Vectorize)>,
+    mut run: impl FnMut(&Conv3d) + Send,
+) {
+    for (id, vectorize) in variants {
+        let conv = Conv3d::new(isa, spec, weights, None)
+            .unwrap()
+            .with_vectorize(vectorize);
+        group.bench_function(BenchmarkId::from_parameter(id), |b| {
+            b.iter(|| pool.install(|| run(&conv)))
+        });
+    }
+}
+
 /// Convs also benchmarked with a fused input norm ([`Conv3d::run_normalized`]).
 const NORMALIZED: &[&str] = &[
     "net128.rb1.conv",
@@ -208,19 +227,10 @@ fn layers(c: &mut Criterion) {
                     variants.push((format!("{}.width", case.id), Vectorize::Width));
                     variants.push((format!("{}.channels", case.id), Vectorize::Channels));
                 }
-                for (id, vectorize) in variants {
-                    let conv = Conv3d::new(isa, spec, &weights, None)
+                bench_variants(&mut group, &pool, (isa, spec, &weights), variants, |conv| {
+                    conv.run(&input.view(), &mut out.view_mut(), Epilogue::Store)
                         .unwrap()
-                        .with_vectorize(vectorize);
-                    group.bench_function(BenchmarkId::from_parameter(id), |b| {
-                        b.iter(|| {
-                            pool.install(|| {
-                                conv.run(&input.view(), &mut out.view_mut(), Epilogue::Store)
-                                    .unwrap()
-                            })
-                        })
-                    });
-                }
+                });
             }
             // The residual convs as the network runs them: instance norm + ReLU applied
             // while staging the input (`<id>+norm`, against `<id>` plus the norm below).
@@ -241,29 +251,20 @@ fn layers(c: &mut Criterion) {
                 if s <= 64 {
                     variants.push((format!("{}+norm.winograd", case.id), Vectorize::Winograd));
                 }
-                for (id, vectorize) in variants {
-                    let conv = Conv3d::new(isa, spec, &weights, None)
-                        .unwrap()
-                        .with_vectorize(vectorize);
-                    group.bench_function(BenchmarkId::from_parameter(id), |b| {
-                        b.iter(|| {
-                            pool.install(|| {
-                                let norm = InputNorm {
-                                    affine: &affine,
-                                    relu: true,
-                                };
-                                conv.run_normalized(
-                                    &input.view(),
-                                    norm,
-                                    &mut out.view_mut(),
-                                    Epilogue::Store,
-                                    None,
-                                )
-                                .unwrap()
-                            })
-                        })
-                    });
-                }
+                bench_variants(&mut group, &pool, (isa, spec, &weights), variants, |conv| {
+                    let norm = InputNorm {
+                        affine: &affine,
+                        relu: true,
+                    };
+                    conv.run_normalized(
+                        &input.view(),
+                        norm,
+                        &mut out.view_mut(),
+                        Epilogue::Store,
+                        None,
+                    )
+                    .unwrap()
+                });
             }
             // Instance norm + ReLU of rb1's first norm (32 channels at 128³), statistics
             // included, written into a zero-halo conv input.
