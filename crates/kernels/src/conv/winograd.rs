@@ -55,7 +55,10 @@
 //! 128 split into bands of 64 or 32 columns, each a task with a ring of its columns only
 //! (so that a ring of 8 channels fits L2): 1.032 and 1.002; 8 x 2 tiles wherever a row's
 //! rest is a whole number of pairs (no half-empty output transforms at the end of 32-
-//! and 64-voxel rows): 1.091.
+//! and 64-voxel rows): 1.091; software prefetch (T0) of the input rows the next output
+//! row of a column reads first, one output row ahead: 0.964 and 1.047 in two runs of
+//! 8-10 pairs (no consistent effect), and with 128-voxel rows included against them left
+//! out, both with the prefetch: 1.030.
 //!
 //! # Accuracy
 //!
