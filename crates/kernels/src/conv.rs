@@ -217,7 +217,8 @@ pub enum Vectorize {
     Channels,
     /// The width kernel with a Winograd F(2,3) transform along W (`conv/winograd.rs`)
     /// for calls that stage their input ([`Conv3d::run_normalized`]) of a 3x3 stride-1
-    /// conv with rows of at least a vector; [`Vectorize::Auto`] for every other call.
+    /// conv with output rows of `LANES` (16 with AVX-512, 8 otherwise) to 64 voxels;
+    /// [`Vectorize::Auto`] for every other call.
     /// Not bit-identical to the other kernels (it computes other sums), but as accurate
     /// to within a small factor.
     Winograd,

@@ -6,9 +6,10 @@
 //! rten-simd uses). The implementing types are zero-sized tokens that only the
 //! dispatchers construct, after [`crate::Isa`] has proven the features present.
 //!
-//! Only what the kernels need is here: full-width and strided loads, masked stores for
-//! row tails, and fused multiply-add with a broadcast weight (which AVX-512 folds into
-//! an embedded-broadcast memory operand).
+//! Only what the kernels need is here: full-width and strided loads, masked loads and
+//! stores for row tails, fused multiply-add with a broadcast weight (which AVX-512 folds
+//! into an embedded-broadcast memory operand), and the two pieces of the Winograd kernel
+//! that depend on the lane layout (a 4-float weight broadcast, the output transform).
 
 /// One SIMD register type and the operations on it.
 ///
