@@ -649,6 +649,9 @@ fn staged_rings_carried_between_tasks_stay_exact() {
     use brats_kernels::conv::InputNorm;
     use brats_kernels::norm;
     for threads in [1, 2] {
+        // One pool for every call (not `with_threads`, which builds one per call): its
+        // threads keep their staged rings from call to call, which the calls in a row
+        // below must not reuse.
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()

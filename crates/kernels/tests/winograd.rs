@@ -344,7 +344,7 @@ fn calls_it_does_not_fit_are_the_automatic_choice() {
                 run(Vectorize::Winograd, false) == run(Vectorize::Auto, false),
                 "{s:?} {dims:?}"
             );
-            // Staged: the transform only for a stride-1 row of at least a vector.
+            // Staged: the transform only for stride-1 rows of 16 (AVX-512) or 8 to 64.
             let lanes = if isa.name() == "avx512" { 16 } else { 8 };
             if s.stride == 2 || w < lanes || w > 64 {
                 assert!(

@@ -56,18 +56,23 @@ struct Task {
 /// plane once per slab (`conv/staging.rs`).
 const MIN_STAGED_TASKS: usize = 16;
 
+/// Packed weights per (input channel, output channel): the `k³` taps, or 4 per (kz, ky)
+/// for the Winograd kernel (`conv/winograd.rs`).
+fn weights_per_pair(k: usize, winograd: bool) -> usize {
+    if winograd {
+        k * k * winograd::TILE_FLOATS
+    } else {
+        k.pow(3)
+    }
+}
+
 /// Runs the whole job: a task per (group, output plane), per (group, slab of planes) with
 /// an input norm, or per (group, tile channel block) when the group's weights exceed
 /// [`WEIGHTS_INNER_LIMIT`].
 pub(super) fn run(isa: Kind, k: usize, s: usize, groups: usize, job: &Job) {
     let n_ob = job.cout_g.div_ceil(tile_oc(isa));
     let lanes = super::lanes(isa);
-    let weights_per_ci = if job.winograd {
-        9 * winograd::TILE_FLOATS
-    } else {
-        k.pow(3)
-    };
-    let per_group_bytes = job.cin_g * weights_per_ci * job.n_pb * lanes * 4;
+    let per_group_bytes = job.cin_g * weights_per_pair(k, job.winograd) * job.n_pb * lanes * 4;
     let oc_outer = per_group_bytes > WEIGHTS_INNER_LIMIT;
     let staged = !job.input_norm.is_null();
     let (per_slab, slabs) = if staged {
@@ -314,7 +319,7 @@ unsafe fn plane<
     }
 }
 
-/// Every channel block of the task on one tile: `nv` vectors from output voxel
+/// Every channel block of the task on one tile: `NW` vectors from output voxel
 /// `(zo, yo, x0)`, `COLS` along each row and `NW / COLS` rows down. `last` lanes of each
 /// row's last vector are stored. `parts` is the task's input at output plane `zo`
 /// ([`Job::parts_at`], or a staged input).
@@ -336,12 +341,13 @@ unsafe fn row_tile<
     (zo, yo, x0, last): (usize, usize, usize, usize),
 ) {
     let lanes = S::LANES;
-    // Weights per (input channel, output channel): the taps, or 4 per (kz, ky) over a
-    // transformed input, whose rows hold 4 floats per 2 output voxels.
-    let (taps, x_floats) = if W {
-        (K * K * winograd::TILE_FLOATS, 2 * x0)
+    let taps = weights_per_pair(K, W);
+    // A transformed row holds 4 floats per 2 output voxels, and 4 weights per output
+    // channel and (kz, ky) (`conv/winograd.rs`).
+    let (x_floats, per_oc) = if W {
+        (2 * x0, winograd::TILE_FLOATS)
     } else {
-        (K * K * K, x0 * ST)
+        (x0 * ST, 1)
     };
     let mut in_rows = [std::ptr::null(); MAX_PARTS];
     let mut in_steps = [0; MAX_PARTS];
@@ -368,14 +374,7 @@ unsafe fn row_tile<
             input_row_steps: in_steps,
             output: out_row.add(oc0 * job.out_cs + x0),
             max_out: job.max.at(oc0, zo, yo, x0),
-            weights: job.weights.add(
-                block
-                    + if W {
-                        half * winograd::TILE_FLOATS
-                    } else {
-                        half
-                    },
-            ),
+            weights: job.weights.add(block + half * per_oc),
             bias: job.bias.add(oc0),
             valid_oc: (job.cout_g - ob * OC).min(OC),
             last_lanes: last,
@@ -409,7 +408,7 @@ pub(super) struct Tile {
     pub(super) stats: *mut f64,
 }
 
-/// The register tile: `OC` output channels x `NW` vectors of one output row, summed over
+/// The register tile: `OC` output channels x `NW` vectors, `COLS` per output row, summed over
 /// all input channels of the group and all taps, then stored with bias (and the old
 /// output value for [`Epilogue::Accumulate`]).
 #[inline(always)]
