@@ -602,7 +602,7 @@ impl Conv3d {
             out_w: ol.w,
             cin_g,
             cout_g,
-            n_pb: cout_g.div_ceil(lanes(self.isa.kind())),
+            n_pb: cout_g.div_ceil(lanes(kind)),
             weights,
             winograd,
             bias: self.bias.as_ptr(),
