@@ -16,7 +16,7 @@ pub enum LayerKind {
     StridedConv,
     /// 1x1x1 convolution.
     Conv1x1,
-    /// Transposed convolution k2 s2.
+    /// Transposed convolution k2 s2, with the decoder's 1x1 conv after it fused in.
     Deconv,
     /// Softmax over channels.
     Softmax,
@@ -31,7 +31,7 @@ impl LayerKind {
             LayerKind::Conv3x3 => "conv3x3",
             LayerKind::StridedConv => "conv3x3s2",
             LayerKind::Conv1x1 => "conv1x1",
-            LayerKind::Deconv => "deconv",
+            LayerKind::Deconv => "deconv+1x1",
             LayerKind::Softmax => "softmax",
             LayerKind::Other => "other",
         }

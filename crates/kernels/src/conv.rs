@@ -94,7 +94,7 @@
 //! ratio 1.006).
 
 use crate::isa::Kind;
-use crate::norm::{ChannelAffine, ChannelStats};
+use crate::norm::{self, ChannelAffine, ChannelStats};
 use crate::tensor::{SharedMut, View, ViewMut};
 use crate::{Error, Isa};
 
@@ -437,21 +437,7 @@ impl Conv3d {
         let ol = output.view_layout();
         let mut partial = vec![0.0f64; 2 * ol.c * ol.d];
         run(self, output, &mut partial)?;
-        // Partial sums are per (channel, plane); add the planes in order.
-        let n = ol.voxels() as f64;
-        Ok(partial
-            .chunks_exact(2 * ol.d.max(1))
-            .map(|ch| {
-                let (s, q) = ch
-                    .chunks_exact(2)
-                    .fold((0.0, 0.0), |(s, q), p| (s + p[0], q + p[1]));
-                let mean = s / n;
-                ChannelStats {
-                    mean,
-                    var: (q / n - mean * mean).max(0.0),
-                }
-            })
-            .collect())
+        Ok(norm::stats_from_partials(&partial, ol.c, ol.d, ol.voxels()))
     }
 
     /// Runs the convolution of the channel-wise concatenation of `inputs` (in order)

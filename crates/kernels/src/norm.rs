@@ -38,6 +38,32 @@ pub struct ChannelStats {
     pub var: f64,
 }
 
+/// The statistics of `channels` channels of `voxels` voxels from per-(channel, plane)
+/// partial sums `[c][plane][sum, sum of squares]` over `planes` planes, as the conv and
+/// deconv epilogues accumulate them: the planes are added in order, so the result does not
+/// depend on how the planes were split into tasks.
+pub(crate) fn stats_from_partials(
+    partial: &[f64],
+    channels: usize,
+    planes: usize,
+    voxels: usize,
+) -> Vec<ChannelStats> {
+    let n = voxels as f64;
+    partial[..2 * channels * planes]
+        .chunks_exact(2 * planes.max(1))
+        .map(|ch| {
+            let (s, q) = ch
+                .chunks_exact(2)
+                .fold((0.0, 0.0), |(s, q), p| (s + p[0], q + p[1]));
+            let mean = s / n;
+            ChannelStats {
+                mean,
+                var: (q / n - mean * mean).max(0.0),
+            }
+        })
+        .collect()
+}
+
 /// Per-channel mean and population variance of `input`'s interior.
 pub fn channel_stats(isa: Isa, input: &View) -> Vec<ChannelStats> {
     let l = input.view_layout();

@@ -116,6 +116,53 @@ pub fn deconv3d(
     WithMagnitude { value, magnitude }
 }
 
+/// The decoder's `conv1x1(concat(deconv3d(input), extra parts...))` with `bias` (no
+/// nonlinearity between), as the network defines it: through the upsampled tensor, in
+/// float64. `up_weights` as [`deconv3d`] (`cin -> cup`); `extra` the other parts (dense,
+/// at the output's size) with their channel counts; `weights` `(cout, cup + extra)`.
+/// The magnitude is the sum of |terms| with the upsampled values' own magnitudes
+/// substituted, which bounds a kernel that composes the two weights first.
+#[allow(clippy::too_many_arguments)]
+pub fn deconv_pointwise(
+    input: &[f32],
+    cin: usize,
+    dims: Dims,
+    up_weights: &[f32],
+    cup: usize,
+    extra: &[(&[f32], usize)],
+    weights: &[f32],
+    bias: &[f32],
+) -> WithMagnitude {
+    let up = deconv3d(input, cin, dims, up_weights, cup);
+    let cout = bias.len();
+    let k = cup + extra.iter().map(|e| e.1).sum::<usize>();
+    let plane = 8 * dims.0 * dims.1 * dims.2;
+    let (mut value, mut magnitude) = (vec![0.0; cout * plane], vec![0.0; cout * plane]);
+    for co in 0..cout {
+        for i in 0..plane {
+            let b = bias[co] as f64;
+            let (mut sum, mut mag) = (b, b.abs());
+            for j in 0..cup {
+                let w = weights[co * k + j] as f64;
+                sum += w * up.value[j * plane + i];
+                mag += w.abs() * up.magnitude[j * plane + i];
+            }
+            let mut j = cup;
+            for &(part, channels) in extra {
+                for c in 0..channels {
+                    let t = weights[co * k + j] as f64 * part[c * plane + i] as f64;
+                    sum += t;
+                    mag += t.abs();
+                    j += 1;
+                }
+            }
+            value[co * plane + i] = sum;
+            magnitude[co * plane + i] = mag;
+        }
+    }
+    WithMagnitude { value, magnitude }
+}
+
 /// Per-channel population mean and variance over `voxels` values per channel.
 pub fn channel_stats(input: &[f32], channels: usize) -> Vec<(f64, f64)> {
     let voxels = input.len() / channels.max(1);

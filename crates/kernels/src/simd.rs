@@ -85,21 +85,42 @@ pub(crate) unsafe trait Simd: Copy {
         }
     }
 
-    /// Stores `a[0], b[0], a[1], b[1], ..` for the first `n <= LANES` lanes (`2 n` floats):
-    /// the two output columns of a stride-2 transposed convolution.
+    /// `a[0], b[0], a[1], b[1], ..` as two vectors (`a` and `b`'s first halves, then their
+    /// second halves): the two output columns of a stride-2 transposed convolution, in
+    /// output order.
+    #[inline(always)]
+    fn interleave(self, a: Self::V, b: Self::V) -> (Self::V, Self::V) {
+        let (mut ea, mut eb, mut out) = ([0.0f32; 16], [0.0f32; 16], [0.0f32; 32]);
+        // Safety: the buffers hold at least one vector each (`out` two).
+        unsafe {
+            self.store(ea.as_mut_ptr(), a);
+            self.store(eb.as_mut_ptr(), b);
+        }
+        for i in 0..Self::LANES {
+            out[2 * i] = ea[i];
+            out[2 * i + 1] = eb[i];
+        }
+        // Safety: as above.
+        unsafe {
+            (
+                self.load(out.as_ptr()),
+                self.load(out.as_ptr().add(Self::LANES)),
+            )
+        }
+    }
+
+    /// Stores [`Simd::interleave`]`(a, b)` for the first `n <= LANES` lanes of `a` and `b`
+    /// (`2 n` floats).
     ///
     /// # Safety
     /// `p .. p + 2 n` must be writable.
     #[inline(always)]
     unsafe fn store_interleaved(self, p: *mut f32, a: Self::V, b: Self::V, n: usize) {
-        let (mut ea, mut eb, mut out) = ([0.0f32; 16], [0.0f32; 16], [0.0f32; 32]);
-        self.store(ea.as_mut_ptr(), a);
-        self.store(eb.as_mut_ptr(), b);
-        for i in 0..n {
-            out[2 * i] = ea[i];
-            out[2 * i + 1] = eb[i];
+        let (first, second) = self.interleave(a, b);
+        self.store_n(p, first, (2 * n).min(Self::LANES));
+        if 2 * n > Self::LANES {
+            self.store_n(p.add(Self::LANES), second, 2 * n - Self::LANES);
         }
-        std::ptr::copy_nonoverlapping(out.as_ptr(), p, 2 * n);
     }
 
     /// Loads `p[0..4]` into every group of 4 lanes: one output channel's four
@@ -331,14 +352,15 @@ mod x86 {
             _mm256_storeu_ps(p, v)
         }
         #[inline(always)]
-        unsafe fn store_interleaved(self, p: *mut f32, a: __m256, b: __m256, n: usize) {
-            let lo = _mm256_unpacklo_ps(a, b); // a0 b0 a1 b1 | a4 b4 a5 b5
-            let hi = _mm256_unpackhi_ps(a, b); // a2 b2 a3 b3 | a6 b6 a7 b7
-            let first = _mm256_permute2f128_ps::<0x20>(lo, hi);
-            let second = _mm256_permute2f128_ps::<0x31>(lo, hi);
-            self.store_n(p, first, (2 * n).min(8));
-            if n > 4 {
-                self.store_n(p.add(8), second, 2 * n - 8);
+        fn interleave(self, a: __m256, b: __m256) -> (__m256, __m256) {
+            // Safety: AVX2 is present (see the impl's contract).
+            unsafe {
+                let lo = _mm256_unpacklo_ps(a, b); // a0 b0 a1 b1 | a4 b4 a5 b5
+                let hi = _mm256_unpackhi_ps(a, b); // a2 b2 a3 b3 | a6 b6 a7 b7
+                (
+                    _mm256_permute2f128_ps::<0x20>(lo, hi),
+                    _mm256_permute2f128_ps::<0x31>(lo, hi),
+                )
             }
         }
         #[inline(always)]
@@ -456,15 +478,17 @@ mod x86 {
             _mm512_storeu_ps(p, v)
         }
         #[inline(always)]
-        unsafe fn store_interleaved(self, p: *mut f32, a: __m512, b: __m512, n: usize) {
-            let lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-            let hi_idx =
-                _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-            let first = _mm512_permutex2var_ps(a, lo_idx, b);
-            self.store_n(p, first, (2 * n).min(16));
-            if n > 8 {
-                let second = _mm512_permutex2var_ps(a, hi_idx, b);
-                self.store_n(p.add(16), second, 2 * n - 16);
+        fn interleave(self, a: __m512, b: __m512) -> (__m512, __m512) {
+            // Safety: AVX-512F is present (see the impl's contract).
+            unsafe {
+                let lo_idx =
+                    _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                let hi_idx =
+                    _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                (
+                    _mm512_permutex2var_ps(a, lo_idx, b),
+                    _mm512_permutex2var_ps(a, hi_idx, b),
+                )
             }
         }
         #[inline(always)]

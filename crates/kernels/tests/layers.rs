@@ -58,6 +58,149 @@ fn deconv_matches_reference() {
     assert!(Deconv3d::new(brats_kernels::Isa::PORTABLE, 4, 4, &[0.0; 10]).is_err());
 }
 
+/// The deconvolution fused with the 1x1 conv over `concat(up, extra parts)`: against
+/// the reference through the upsampled tensor, with the output statistics. The kernel
+/// composes the weights (one rounding per composed weight) and sums `cin` composed terms
+/// plus the extra parts' terms and the bias: within gamma(cin + extra + cup + 2) of the
+/// magnitude (the reference's magnitude substitutes the upsampled values' own).
+#[test]
+fn deconv_fused_with_pointwise_matches_reference() {
+    // (cin, cup, extra parts, cout): the decoder's shapes (up2+c2, up3+c1 with a cascade
+    // input) and odd ones on both sides of the output-channel blocks (4, 8).
+    let cases: [(usize, usize, &[usize], usize); 5] = [
+        (32, 16, &[8], 16),
+        (16, 8, &[8, 4], 8),
+        (3, 5, &[2], 9),
+        (8, 4, &[1, 3], 4),
+        (5, 17, &[17], 17),
+    ];
+    for isa in isas() {
+        for (i, &w) in WIDTHS[..6].iter().enumerate() {
+            for (j, &(cin, cup, extra, cout)) in cases.iter().enumerate() {
+                let (d, h) = (2, 3);
+                let seed = 1000 + 10 * i as u64 + j as u64;
+                let out_plane = 8 * d * h * w;
+                let x = random(seed, cin * d * h * w);
+                let up_w = random(seed + 1, cin * cup * 8);
+                let k: usize = cup + extra.iter().sum::<usize>();
+                let pw = random(seed + 2, cout * k);
+                let bias = random(seed + 3, cout);
+                let parts: Vec<Vec<f32>> = extra
+                    .iter()
+                    .enumerate()
+                    .map(|(e, &c)| random(seed + 4 + e as u64, c * out_plane))
+                    .collect();
+                let up = Deconv3d::new(isa, cin, cup, &up_w).unwrap();
+                let fused = Deconv3d::fused_pointwise(isa, &up, &up_w, extra, &pw, &bias).unwrap();
+                let input = Tensor::from_dense(Layout::new(cin, d, h, w, 1), &x).unwrap();
+                // Each extra part is a channel range of a larger tensor with a halo.
+                let part_tensors: Vec<Tensor> = parts
+                    .iter()
+                    .zip(extra)
+                    .map(|(p, &c)| {
+                        let mut t = Tensor::zeros(Layout::new(c + 1, 2 * d, 2 * h, 2 * w, 1));
+                        t.channels_mut(1, c).unwrap().copy_from_dense(p).unwrap();
+                        t
+                    })
+                    .collect();
+                let views: Vec<_> = part_tensors
+                    .iter()
+                    .zip(extra)
+                    .map(|(t, &c)| t.view().channels(1, c).unwrap())
+                    .collect();
+                let mut out = Tensor::zeros(Layout::new(cout + 2, 2 * d, 2 * h, 2 * w, 1));
+                let stats = fused
+                    .run_fused_with_stats(
+                        &input.view(),
+                        &views,
+                        &mut out.channels_mut(1, cout).unwrap(),
+                    )
+                    .unwrap();
+                let extra_ref: Vec<(&[f32], usize)> = parts
+                    .iter()
+                    .map(|p| p.as_slice())
+                    .zip(extra.iter().copied())
+                    .collect();
+                let r = reference::deconv_pointwise(
+                    &x,
+                    cin,
+                    (d, h, w),
+                    &up_w,
+                    cup,
+                    &extra_ref,
+                    &pw,
+                    &bias,
+                );
+                let all = out.to_dense();
+                let got = &all[out_plane..(1 + cout) * out_plane];
+                let what = format!(
+                    "{} deconv {cin}->{cup} + 1x1 over {extra:?} -> {cout}, w={w}",
+                    isa.name()
+                );
+                let n = cin + k + 2;
+                assert_close(&what, got, &r.value, |i| gamma(n) * r.magnitude[i] + 1e-30);
+                assert!(
+                    all[..out_plane]
+                        .iter()
+                        .chain(&all[(1 + cout) * out_plane..])
+                        .all(|&v| v == 0.0),
+                    "{what}: wrote outside its channels"
+                );
+                for (c, (st, (mean, var))) in stats
+                    .iter()
+                    .zip(reference::channel_stats(got, cout))
+                    .enumerate()
+                {
+                    let scale = mean.abs() + var.sqrt() + 1e-30;
+                    assert!(
+                        (st.mean - mean).abs() <= 1e-12 * scale
+                            && (st.var - var).abs() <= 1e-9 * scale * scale,
+                        "{what}: channel {c} statistics {st:?} vs ({mean}, {var})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A fused deconvolution refuses a plain run, wrong extra parts and bad weights; a plain
+/// one refuses a fused run.
+#[test]
+fn deconv_fused_checks_its_arguments() {
+    let isa = brats_kernels::Isa::PORTABLE;
+    let up_w = random(1, 2 * 3 * 8);
+    let up = Deconv3d::new(isa, 2, 3, &up_w).unwrap();
+    let pw = random(2, 4 * (3 + 2));
+    let bias = random(3, 4);
+    assert!(Deconv3d::fused_pointwise(isa, &up, &up_w, &[2], &pw[1..], &bias).is_err());
+    assert!(Deconv3d::fused_pointwise(isa, &up, &up_w[1..], &[2], &pw, &bias).is_err());
+    assert!(Deconv3d::fused_pointwise(isa, &up, &up_w, &[1, 1, 0], &pw, &bias).is_err());
+    let fused = Deconv3d::fused_pointwise(isa, &up, &up_w, &[2], &pw, &bias).unwrap();
+    let input = Tensor::zeros(Layout::new(2, 1, 2, 2, 0));
+    let skip = Tensor::zeros(Layout::new(2, 2, 4, 4, 0));
+    let wrong = Tensor::zeros(Layout::new(3, 2, 4, 4, 0));
+    let small = Tensor::zeros(Layout::new(2, 2, 4, 2, 0));
+    let mut out = Tensor::zeros(Layout::new(4, 2, 4, 4, 0));
+    let e = fused.run(&input.view(), &mut out.view_mut()).unwrap_err();
+    assert!(e.message().contains("run_fused_with_stats"), "{e}");
+    for bad in [
+        vec![],
+        vec![wrong.view()],
+        vec![small.view()],
+        vec![skip.view(), skip.view()],
+    ] {
+        assert!(fused
+            .run_fused_with_stats(&input.view(), &bad, &mut out.view_mut())
+            .is_err());
+    }
+    fused
+        .run_fused_with_stats(&input.view(), &[skip.view()], &mut out.view_mut())
+        .unwrap();
+    assert!(up
+        .run_fused_with_stats(&input.view(), &[skip.view()], &mut out.view_mut())
+        .is_err());
+}
+
 #[test]
 fn instance_norm_matches_reference() {
     for isa in isas() {
