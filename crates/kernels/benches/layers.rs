@@ -306,6 +306,27 @@ fn layers(c: &mut Criterion) {
                 group.bench_function(BenchmarkId::from_parameter("net128.up2.deconv"), |b| {
                     b.iter(|| pool.install(|| deconv.run(&x.view(), &mut y.view_mut()).unwrap()))
                 });
+                // The decoder step as the network runs it: up2 fused with c2 (1x1 over
+                // concat(up2, skip2 of 8 channels) -> 16), with statistics. Its FLOPs are
+                // counted as the two layers' (Deconv3d::flops).
+                let pw: Vec<f32> = (0..16 * 24)
+                    .map(|i| ((i % 7) as f32 - 3.0) * 0.05)
+                    .collect();
+                let bias = vec![0.1f32; 16];
+                let fused =
+                    Deconv3d::fused_pointwise(isa, &deconv, &weights, &[8], &pw, &bias).unwrap();
+                let mut skip = Tensor::zeros(Layout::new(8, 128, 128, 128, 0));
+                fill(&mut skip);
+                group.throughput(Throughput::Elements(fused.flops(64 * 64 * 64)));
+                group.bench_function(BenchmarkId::from_parameter("net128.up2+c2"), |b| {
+                    b.iter(|| {
+                        pool.install(|| {
+                            fused
+                                .run_fused_with_stats(&x.view(), &[skip.view()], &mut y.view_mut())
+                                .unwrap()
+                        })
+                    })
+                });
             }
             group.finish();
         }
