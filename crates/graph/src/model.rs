@@ -308,6 +308,9 @@ impl UNet {
                 vec![skip]
             }
         };
+        let step = |layers, name, (cin, cup), extra: &[usize], cout| {
+            up_step(isa, src, net, layers, name, cin, cup, extra, cout)
+        };
         let s3 = |cin, cout, groups, stride| ConvSpec {
             cin,
             cout,
@@ -346,41 +349,24 @@ impl UNet {
                 s3(16 * f, 32 * f, GROUPS, 2),
             )?,
             rb4: res_block(isa, src, net, Block::Rb4)?,
-            up4c0: up_step(
-                isa,
-                src,
-                net,
+            // MODEL.md: upN (deconv cin -> cup), then cM (1x1 over concat(upN, extra) -> cout).
+            up4c0: step(
                 (Up::Up4, Pw::C0),
                 "up4+c0",
-                8 * f,
-                8 * f,
+                (8 * f, 8 * f),
                 &extra(4 * f, s0),
                 8 * f,
             )?,
             rb5: res_block(isa, src, net, Block::Rb5)?,
-            up3c1: up_step(
-                isa,
-                src,
-                net,
+            up3c1: step(
                 (Up::Up3, Pw::C1),
                 "up3+c1",
-                8 * f,
-                4 * f,
+                (8 * f, 4 * f),
                 &extra(2 * f, s1),
                 4 * f,
             )?,
             rb6: res_block(isa, src, net, Block::Rb6)?,
-            up2c2: up_step(
-                isa,
-                src,
-                net,
-                (Up::Up2, Pw::C2),
-                "up2+c2",
-                4 * f,
-                2 * f,
-                &[f],
-                2 * f,
-            )?,
+            up2c2: step((Up::Up2, Pw::C2), "up2+c2", (4 * f, 2 * f), &[f], 2 * f)?,
             rb7: res_block(isa, src, net, Block::Rb7)?,
             fconv3: conv_whole(
                 isa,
