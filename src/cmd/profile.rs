@@ -84,12 +84,11 @@ pub fn rows(events: &[LayerEvent]) -> Vec<Row> {
             }
         }
     }
-    // A layer split into groups, or a 1x1 conv split into concatenation parts, reports
-    // the output channels of one call; calls on distinct channel ranges add up. (The
-    // residual blocks' conv calls are per group; the pointwise parts write the same
-    // channels, which the name's kind tells apart.)
+    // A layer split into groups reports the output channels of one call; calls on
+    // distinct channel ranges add up (the residual blocks' and the first level's convs
+    // run per group).
     for r in &mut out {
-        if r.calls > 1 && r.kind != LayerKind::Conv1x1 && !r.name.ends_with("skip2") {
+        if r.calls > 1 && !r.name.ends_with("skip2") {
             r.shape[0] *= r.calls;
         }
     }

@@ -60,6 +60,7 @@ TAPS = [
     ("net128_rb1", "net128 rb1 output (residual sum), float64", True),
     ("net128_rb1_gmax", "group max of net128 rb1 = skip2, float64", True),
     ("net128_up2", "net128 up_conv2_1 deconv output, float64", True),
+    ("net128_c2", "net128 c2 output (1x1 over concat(up2, skip2); rb7's input), float64", True),
     ("net128_rb7", "net128 rb7 output (input of fconv3), float64", True),
     ("net128_logits", "net128 fconv3 logits (convolution11), float64", True),
 ]

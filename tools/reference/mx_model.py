@@ -74,7 +74,8 @@ def _unet(x, f, net, stack0, stack1, taps):
     logits = mx.sym.Convolution(data=rb7, kernel=(1, 1, 1), pad=(0, 0, 0), num_filter=4)
     if taps is not None:
         taps.update({net + "_conv1": c1, net + "_rb1": rb1, net + "_rb1_gmax": skip2,
-                     net + "_up2": up2, net + "_rb7": rb7, net + "_logits": logits})
+                     net + "_up2": up2, net + "_c2": c2, net + "_rb7": rb7,
+                     net + "_logits": logits})
     return logits
 
 

@@ -113,12 +113,13 @@ class Net:
         rb6 = self.rb(self.conv(np.concatenate(cat), self.pw(1)), "rb6", 1)
         up2 = deconv2(rb6, self.w(p + "up_conv2_1_weight"))
         skip2 = gmax(rb1)
-        rb7 = self.rb(self.conv(np.concatenate([up2, skip2]), self.pw(2)), "rb7", 1)
+        c2 = self.conv(np.concatenate([up2, skip2]), self.pw(2))
+        rb7 = self.rb(c2, "rb7", 1)
         logits = self.conv(rb7, self.pw(3))
         if taps is not None:
             n = self.net
             taps.update({n + "_conv1": c1, n + "_rb1": rb1, n + "_rb1_gmax": skip2,
-                         n + "_up2": up2, n + "_rb7": rb7, n + "_logits": logits})
+                         n + "_up2": up2, n + "_c2": c2, n + "_rb7": rb7, n + "_logits": logits})
         return logits
 
 

@@ -11,7 +11,7 @@
 //!   conv1 -> rb1 -> (running max into skip2, pool1 into its channel range of the next
 //!   level), and the next group reuses the buffer: at 128³ the widest full-resolution
 //!   tensor of the encoder is 8 channels instead of 32.
-//! - **Residual blocks need one scratch tensor**, `t` (conv1's output):
+//! - **Residual blocks need one scratch tensor**, `t` (conv1's output; rb7 uses `stream`):
 //!   `x += conv2(relu(IN2(conv1(relu(IN1(x))))))` is conv1 x -> t, conv2 t -> x
 //!   (accumulated in place), each conv normalizing its input as it reads it
 //!   (`Conv3d::run_normalized`: no normalized tensor is written). The deeper encoder
@@ -120,6 +120,8 @@ struct ResBlock {
 struct UpStep {
     /// `net.upN+cM`.
     name: String,
+    /// `net.upN` and `net.cM`: the observer's names of the two layers' outputs.
+    taps: (String, String),
     fused: Deconv3d,
     /// The plain deconvolution, run only for an observer of the intermediates.
     up: Deconv3d,
@@ -286,9 +288,14 @@ fn up_step(
     let (w, b) = (src.tensor(&pw.weight())?, src.tensor(&pw.bias())?);
     check_len(&pw.weight(), w, cout * k)?;
     check_len(&pw.bias(), b, cout)?;
-    let fused = Deconv3d::fused_pointwise(isa, &plain, up_w, extra, w, b)?;
+    let fused = Deconv3d::fused_pointwise(isa, (cin, cup, up_w), extra, w, b)?;
+    let (up_name, pw_name) = name.split_once('+').unwrap_or((name, name));
     Ok(UpStep {
         name: format!("{}.{name}", net.name()),
+        taps: (
+            format!("{}.{up_name}", net.name()),
+            format!("{}.{pw_name}", net.name()),
+        ),
         flops_per_in_voxel: fused.flops(1),
         fused,
         up: plain,
@@ -407,7 +414,7 @@ struct Work {
     /// Level 4: x4, and its group max.
     level4: Slot,
     bottom: Slot,
-    /// The group max of rb1 (until c2 reads it), then the logits for an observer.
+    /// The group max of rb1 (until up2+c2 reads it), then the logits for an observer.
     skip2: Slot,
     /// Residual-block scratch (rb1 to rb6) at offset 0, then x7; and skip1 at
     /// [`Offsets::skip1`], above every use of `t` while skip1 is alive.
@@ -740,8 +747,9 @@ fn residual_block(
 
 impl UpStep {
     /// Runs the fused step on `x` (low resolution) and the `extra` parts into `out`, and
-    /// returns `out`'s statistics. An observer of the intermediates also gets the
-    /// upsampled tensor, from the plain deconvolution into a buffer of its own.
+    /// returns `out`'s statistics. An observer of the intermediates gets `out` and the
+    /// upsampled tensor, made by the plain deconvolution into a buffer of its own (the
+    /// fused pass never writes it).
     fn run(
         &self,
         rec: &mut Recorder,
@@ -755,7 +763,8 @@ impl UpStep {
         let (cin, cout) = self.fused.channels();
         let k: usize =
             self.up.channels().1 + extra.iter().map(|v| v.view_layout().c).sum::<usize>();
-        let bytes = bytes_of(&layouts) + 4 * (cin * cout * 8 + cout * k) as u64;
+        let k_extra = k - self.up.channels().1;
+        let bytes = bytes_of(&layouts) + 4 * (cin * cout * 8 + cout * k_extra) as u64;
         let stats = rec.layer(
             &|| self.name.clone(),
             LayerKind::Deconv,
@@ -767,8 +776,8 @@ impl UpStep {
         if rec.wants_tensors() {
             let mut up = brats_kernels::Tensor::zeros(ol.with(self.up.channels().1, 0));
             self.up.run(x, &mut up.view_mut())?;
-            let name = self.name.split('+').next().unwrap_or(&self.name);
-            rec.tensor(&|| name.to_string(), 0, &up.view());
+            rec.tensor(&|| self.taps.0.clone(), 0, &up.view());
+            rec.tensor(&|| self.taps.1.clone(), 0, &out.as_view());
         }
         Ok(stats)
     }

@@ -123,6 +123,7 @@ fn check_fixture_set(dir: &std::path::Path, side: usize, tol: f64) {
         ("net128.rb1", "net128_rb1"),
         ("net128.skip2", "net128_rb1_gmax"),
         ("net128.up2", "net128_up2"),
+        ("net128.c2", "net128_c2"),
         ("net128.rb7", "net128_rb7"),
         ("net128.logits", "net128_logits"),
     ] {

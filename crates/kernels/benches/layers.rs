@@ -80,6 +80,8 @@ const CONVS: &[ConvCase] = &[
         side: 128,
         compare: false,
     },
+    // net128's c2 as a plain 1x1 conv over its concatenation, the 1x1 kernel's
+    // memory-bound case; the network runs it fused with up2 (`net128.up2+c2` below).
     ConvCase {
         id: "net128.c2",
         groups: 1,
@@ -314,7 +316,7 @@ fn layers(c: &mut Criterion) {
                     .collect();
                 let bias = vec![0.1f32; 16];
                 let fused =
-                    Deconv3d::fused_pointwise(isa, &deconv, &weights, &[8], &pw, &bias).unwrap();
+                    Deconv3d::fused_pointwise(isa, (32, 16, &weights), &[8], &pw, &bias).unwrap();
                 let mut skip = Tensor::zeros(Layout::new(8, 128, 128, 128, 0));
                 fill(&mut skip);
                 group.throughput(Throughput::Elements(fused.flops(64 * 64 * 64)));

@@ -441,9 +441,10 @@ impl Conv3d {
     }
 
     /// Runs the convolution of the channel-wise concatenation of `inputs` (in order)
-    /// into `output`, without materializing the concatenation: the decoder's
-    /// `conv1x1(concat(up, skip, cascade))`. Up to [`MAX_PARTS`] parts, all of the same
-    /// spatial size; a grouped convolution takes exactly one part.
+    /// into `output`, without materializing the concatenation. Up to [`MAX_PARTS`] parts,
+    /// all of the same spatial size; a grouped convolution takes exactly one part. (The
+    /// decoder's `conv1x1(concat(up, skip, cascade))` runs fused with its deconvolution
+    /// instead, `crate::deconv::Deconv3d::fused_pointwise`.)
     pub fn run_concat(
         &self,
         inputs: &[View],

@@ -126,20 +126,18 @@ impl Deconv3d {
         })
     }
 
-    /// The deconvolution `up` (`cin -> cup`, weights as for [`Deconv3d::new`]) fused with
+    /// The deconvolution `up = (cin, cup, weights as for [`Deconv3d::new`])` fused with
     /// the 1x1 conv over `concat(up, extra parts)` that follows it: `weights` in MXNet
     /// layout `(cout, cup + sum(extra))`, `bias` of `cout`. The up part of the 1x1 weights
     /// is multiplied into the deconvolution's in f64 and rounded once (see the module
     /// note); run it with [`Deconv3d::run_fused_with_stats`].
     pub fn fused_pointwise(
         isa: Isa,
-        up: &Deconv3d,
-        up_weights: &[f32],
+        (cin, cup, up_weights): (usize, usize, &[f32]),
         extra: &[usize],
         weights: &[f32],
         bias: &[f32],
     ) -> Result<Deconv3d, Error> {
-        let (cin, cup) = (up.cin, up.cout);
         let k_extra: usize = extra.iter().sum();
         let k = cup + k_extra;
         let cout = bias.len();
@@ -148,8 +146,12 @@ impl Deconv3d {
                 "deconv {cin} -> {cup} fused with a 1x1 conv {k} -> {cout}: {m}"
             )))
         };
-        if up.pointwise.is_some() || up_weights.len() != cin * cup * 8 {
-            return fail("the deconvolution must be a plain one, with its weights".into());
+        if cin == 0 || cup == 0 || up_weights.len() != cin * cup * 8 {
+            return fail(format!(
+                "{} deconvolution weights given, ({cin}, {cup}, 2, 2, 2) needs {}",
+                up_weights.len(),
+                cin * cup * 8
+            ));
         }
         if extra.len() > MAX_EXTRA_PARTS || extra.contains(&0) {
             return fail(format!(
@@ -305,6 +307,7 @@ impl Deconv3d {
             cin: self.cin,
             cout: self.cout,
             weights: self.packed.as_ptr(),
+            fused: pw.is_some(),
             extra: parts,
             n_extra: extra.len(),
             k_extra: extra.iter().map(|v| v.view_layout().c).sum(),
@@ -353,10 +356,11 @@ struct Job {
     cin: usize,
     cout: usize,
     weights: *const f32,
+    /// A fused deconvolution: the fields below are valid.
+    fused: bool,
     extra: [Extra; MAX_EXTRA_PARTS],
     n_extra: usize,
     k_extra: usize,
-    /// Null for a plain deconvolution.
     extra_weights: *const f32,
     bias: *const f32,
     /// `[co][output plane][sum, sum of squares]`, or null.
@@ -368,8 +372,7 @@ struct Job {
 unsafe impl Sync for Job {}
 
 unsafe fn run_plane(isa: Kind, job: &Job, z: usize) {
-    let fused = !job.extra_weights.is_null();
-    match (isa, fused) {
+    match (isa, job.fused) {
         #[cfg(target_arch = "x86_64")]
         (Kind::Avx512, false) => plane_avx512::<false>(job, z),
         #[cfg(target_arch = "x86_64")]
@@ -509,4 +512,67 @@ unsafe fn fused_outputs<S: Simd, const OC: usize>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::{Layout, Tensor};
+
+    /// The per-(channel, plane) partial sums land on their own plane: each equals the sum
+    /// of what was written to that output plane (the statistics' total cannot tell).
+    #[test]
+    fn statistics_partials_are_per_output_plane() {
+        let (cin, cup, cout, (d, h, w)) = (3, 4, 5, (3, 2, 9));
+        let seeded = |n: usize, k: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i * 7919 + k * 104729) % 1000) as f32 * 1e-3 - 0.5)
+                .collect()
+        };
+        let (up_w, pw, bias) = (
+            seeded(cin * cup * 8, 1),
+            seeded(cout * (cup + 2), 2),
+            seeded(cout, 3),
+        );
+        let x: Vec<f32> = seeded(cin * d * h * w, 4)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + (i / (h * w)) as f32)
+            .collect();
+        let skip = seeded(2 * 8 * d * h * w, 5);
+        for isa in Isa::available() {
+            let fused =
+                Deconv3d::fused_pointwise(isa, (cin, cup, &up_w), &[2], &pw, &bias).unwrap();
+            let input = Tensor::from_dense(Layout::new(cin, d, h, w, 0), &x).unwrap();
+            let ol = Layout::new(cout, 2 * d, 2 * h, 2 * w, 0);
+            let part = Tensor::from_dense(ol.with(2, 0), &skip).unwrap();
+            let mut out = Tensor::zeros(ol);
+            let mut partial = vec![0.0f64; 2 * cout * ol.d];
+            fused
+                .run_inner(
+                    &input.view(),
+                    &[part.view()],
+                    &mut out.view_mut(),
+                    Some(&mut partial),
+                )
+                .unwrap();
+            let dense = out.to_dense();
+            let plane = ol.h * ol.w;
+            for c in 0..cout {
+                for z in 0..ol.d {
+                    let vals = &dense[(c * ol.d + z) * plane..][..plane];
+                    let sum: f64 = vals.iter().map(|&v| v as f64).sum();
+                    let sq: f64 = vals.iter().map(|&v| v as f64 * v as f64).sum();
+                    let (got_s, got_q) =
+                        (partial[2 * (c * ol.d + z)], partial[2 * (c * ol.d + z) + 1]);
+                    assert!(
+                        (got_s - sum).abs() <= 1e-9 * sq.sqrt() * plane as f64
+                            && (got_q - sq).abs() <= 1e-9 * sq,
+                        "{}: channel {c} plane {z}: ({got_s}, {got_q}) vs ({sum}, {sq})",
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
 }

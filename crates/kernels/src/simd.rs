@@ -8,8 +8,9 @@
 //!
 //! Only what the kernels need is here: full-width and strided loads, masked loads and
 //! stores for row tails, fused multiply-add with a broadcast weight (which AVX-512 folds
-//! into an embedded-broadcast memory operand), and the two pieces of the Winograd kernel
-//! that depend on the lane layout (a 4-float weight broadcast, the output transform).
+//! into an embedded-broadcast memory operand), the interleave of the stride-2 transposed
+//! convolution's two output columns, and the two pieces of the Winograd kernel that
+//! depend on the lane layout (a 4-float weight broadcast, the output transform).
 
 /// One SIMD register type and the operations on it.
 ///
@@ -353,7 +354,7 @@ mod x86 {
         }
         #[inline(always)]
         fn interleave(self, a: __m256, b: __m256) -> (__m256, __m256) {
-            // Safety: AVX2 is present (see the impl's contract).
+            // Safety: AVX is present (see the impl's contract).
             unsafe {
                 let lo = _mm256_unpacklo_ps(a, b); // a0 b0 a1 b1 | a4 b4 a5 b5
                 let hi = _mm256_unpackhi_ps(a, b); // a2 b2 a3 b3 | a6 b6 a7 b7

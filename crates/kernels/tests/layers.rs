@@ -2,7 +2,8 @@
 //! reference, on every ISA of this host, on widths on both sides of every vector size.
 //!
 //! Tolerances:
-//! - deconv: a sum of `cin` products, bounded by gamma_cin * sum|terms| as for the conv.
+//! - deconv: a sum of `cin` products, bounded by gamma_cin * sum|terms| as for the conv;
+//!   fused with the 1x1 conv after it, see `deconv_fused_with_pointwise_matches_reference`.
 //! - instance norm statistics are accumulated in f64, so mean and variance agree with the
 //!   two-pass f64 reference to ~1e-12 relative; the f32 write `x * scale + shift` (scale
 //!   and shift rounded once from f64) is within 4u (|x scale| + |shift|) of the exact value.
@@ -63,21 +64,30 @@ fn deconv_matches_reference() {
 /// composes the weights (one rounding per composed weight) and sums `cin` composed terms
 /// plus the extra parts' terms and the bias: within gamma(cin + extra + cup + 2) of the
 /// magnitude (the reference's magnitude substitutes the upsampled values' own).
+///
+/// Input widths put `2 w` output columns on both sides of one and two vectors of 8 and
+/// 16 lanes; the tensors' halos vary (the network's decoder tensors have none, so the
+/// input's last vector reads real data past the row), and the extra parts and the
+/// output each have strides of their own.
 #[test]
 fn deconv_fused_with_pointwise_matches_reference() {
     // (cin, cup, extra parts, cout): the decoder's shapes (up2+c2, up3+c1 with a cascade
-    // input) and odd ones on both sides of the output-channel blocks (4, 8).
-    let cases: [(usize, usize, &[usize], usize); 5] = [
+    // input), odd ones on both sides of the output-channel blocks (4, 8), and none.
+    let cases: [(usize, usize, &[usize], usize); 6] = [
         (32, 16, &[8], 16),
         (16, 8, &[8, 4], 8),
         (3, 5, &[2], 9),
         (8, 4, &[1, 3], 4),
         (5, 17, &[17], 17),
+        (4, 6, &[], 5),
     ];
+    let widths = [1, 2, 3, 4, 7, 8, 9, 12, 15, 16, 17, 24, 33];
     for isa in isas() {
-        for (i, &w) in WIDTHS[..6].iter().enumerate() {
+        for (i, &w) in widths.iter().enumerate() {
             for (j, &(cin, cup, extra, cout)) in cases.iter().enumerate() {
                 let (d, h) = (2, 3);
+                // Halos of the input, the extra parts (alternating) and the output.
+                let (in_halo, part_halo, out_halo) = (j % 2, (i + j) % 2, (i / 2) % 2);
                 let seed = 1000 + 10 * i as u64 + j as u64;
                 let out_plane = 8 * d * h * w;
                 let x = random(seed, cin * d * h * w);
@@ -90,15 +100,25 @@ fn deconv_fused_with_pointwise_matches_reference() {
                     .enumerate()
                     .map(|(e, &c)| random(seed + 4 + e as u64, c * out_plane))
                     .collect();
-                let up = Deconv3d::new(isa, cin, cup, &up_w).unwrap();
-                let fused = Deconv3d::fused_pointwise(isa, &up, &up_w, extra, &pw, &bias).unwrap();
-                let input = Tensor::from_dense(Layout::new(cin, d, h, w, 1), &x).unwrap();
-                // Each extra part is a channel range of a larger tensor with a halo.
+                let fused =
+                    Deconv3d::fused_pointwise(isa, (cin, cup, &up_w), extra, &pw, &bias).unwrap();
+                // The input is followed by a channel of large values, which the last
+                // vector of a row may read (its lanes past the row must not count).
+                let mut xs = x.clone();
+                xs.extend(std::iter::repeat_n(1e6f32, d * h * w));
+                let input_all =
+                    Tensor::from_dense(Layout::new(cin + 1, d, h, w, in_halo), &xs).unwrap();
+                let input = input_all.view().channels(0, cin).unwrap();
+                // Each extra part is a channel range of a larger tensor, with the part's
+                // own channel count and halo (so strides differ from the output's).
                 let part_tensors: Vec<Tensor> = parts
                     .iter()
                     .zip(extra)
-                    .map(|(p, &c)| {
-                        let mut t = Tensor::zeros(Layout::new(c + 1, 2 * d, 2 * h, 2 * w, 1));
+                    .enumerate()
+                    .map(|(e, (p, &c))| {
+                        let halo = (part_halo + e) % 2;
+                        let l = Layout::new(c + 1 + e, 2 * d, 2 * h, 2 * w, halo);
+                        let mut t = Tensor::zeros(l);
                         t.channels_mut(1, c).unwrap().copy_from_dense(p).unwrap();
                         t
                     })
@@ -108,13 +128,12 @@ fn deconv_fused_with_pointwise_matches_reference() {
                     .zip(extra)
                     .map(|(t, &c)| t.view().channels(1, c).unwrap())
                     .collect();
-                let mut out = Tensor::zeros(Layout::new(cout + 2, 2 * d, 2 * h, 2 * w, 1));
+                let ol = Layout::new(cout + 2, 2 * d, 2 * h, 2 * w, out_halo);
+                let before = random(seed + 9, (cout + 2) * out_plane);
+                let mut out = Tensor::from_dense(ol, &before).unwrap();
+                let raw_before = out.data().to_vec();
                 let stats = fused
-                    .run_fused_with_stats(
-                        &input.view(),
-                        &views,
-                        &mut out.channels_mut(1, cout).unwrap(),
-                    )
+                    .run_fused_with_stats(&input, &views, &mut out.channels_mut(1, cout).unwrap())
                     .unwrap();
                 let extra_ref: Vec<(&[f32], usize)> = parts
                     .iter()
@@ -134,18 +153,27 @@ fn deconv_fused_with_pointwise_matches_reference() {
                 let all = out.to_dense();
                 let got = &all[out_plane..(1 + cout) * out_plane];
                 let what = format!(
-                    "{} deconv {cin}->{cup} + 1x1 over {extra:?} -> {cout}, w={w}",
+                    "{} deconv {cin}->{cup} + 1x1 over {extra:?} -> {cout}, w={w}, halos \
+                     {in_halo}/{part_halo}/{out_halo}",
                     isa.name()
                 );
                 let n = cin + k + 2;
                 assert_close(&what, got, &r.value, |i| gamma(n) * r.magnitude[i] + 1e-30);
-                assert!(
-                    all[..out_plane]
-                        .iter()
-                        .chain(&all[(1 + cout) * out_plane..])
-                        .all(|&v| v == 0.0),
-                    "{what}: wrote outside its channels"
-                );
+                // Nothing but the interior of its channels changed: not the other
+                // channels, not the halo, not the slack.
+                let mut written = vec![false; raw_before.len()];
+                for c in 1..1 + cout {
+                    for z in 0..2 * d {
+                        for y in 0..2 * h {
+                            let at = ol.index(c, z, y, 0);
+                            written[at..at + 2 * w].fill(true);
+                        }
+                    }
+                }
+                let changed = (0..raw_before.len())
+                    .filter(|&i| !written[i] && out.data()[i] != raw_before[i])
+                    .count();
+                assert_eq!(changed, 0, "{what}: wrote outside its channels' interior");
                 for (c, (st, (mean, var))) in stats
                     .iter()
                     .zip(reference::channel_stats(got, cout))
@@ -172,10 +200,17 @@ fn deconv_fused_checks_its_arguments() {
     let up = Deconv3d::new(isa, 2, 3, &up_w).unwrap();
     let pw = random(2, 4 * (3 + 2));
     let bias = random(3, 4);
-    assert!(Deconv3d::fused_pointwise(isa, &up, &up_w, &[2], &pw[1..], &bias).is_err());
-    assert!(Deconv3d::fused_pointwise(isa, &up, &up_w[1..], &[2], &pw, &bias).is_err());
-    assert!(Deconv3d::fused_pointwise(isa, &up, &up_w, &[1, 1, 0], &pw, &bias).is_err());
-    let fused = Deconv3d::fused_pointwise(isa, &up, &up_w, &[2], &pw, &bias).unwrap();
+    let fuse = |up_w: &[f32], extra: &[usize], pw: &[f32]| {
+        Deconv3d::fused_pointwise(isa, (2, 3, up_w), extra, pw, &bias)
+    };
+    assert!(fuse(&up_w, &[2], &pw[1..]).is_err());
+    assert!(fuse(&up_w[1..], &[2], &pw).is_err());
+    // An empty part, and more parts than MAX_EXTRA_PARTS (weights of the right length).
+    assert!(fuse(&up_w, &[2, 0], &pw).is_err());
+    assert!(fuse(&up_w, &[1, 1], &pw).is_ok());
+    let pw6 = random(4, 4 * 6);
+    assert!(fuse(&up_w, &[1, 1, 1], &pw6).is_err());
+    let fused = fuse(&up_w, &[2], &pw).unwrap();
     let input = Tensor::zeros(Layout::new(2, 1, 2, 2, 0));
     let skip = Tensor::zeros(Layout::new(2, 2, 4, 4, 0));
     let wrong = Tensor::zeros(Layout::new(3, 2, 4, 4, 0));
