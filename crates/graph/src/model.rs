@@ -125,8 +125,6 @@ struct UpStep {
     fused: Deconv3d,
     /// The plain deconvolution, run only for an observer of the intermediates.
     up: Deconv3d,
-    /// The network's FLOPs for the step, per low-resolution input voxel.
-    flops_per_in_voxel: u64,
 }
 
 /// One U-Net of the cascade.
@@ -266,14 +264,14 @@ fn res_block(isa: Isa, src: &dyn WeightSource, net: Net, block: Block) -> Result
 }
 
 /// The decoder step `up` then `which` (a 1x1 conv over `concat(up, parts of extra
-/// channels)` to `cout`), fused.
+/// channels)` to `cout`), fused; `names` are the two layers' (`upN`, `cM`).
 #[allow(clippy::too_many_arguments)]
 fn up_step(
     isa: Isa,
     src: &dyn WeightSource,
     net: Net,
     (up, which): (Up, Pw),
-    name: &str,
+    (up_name, pw_name): (&str, &str),
     cin: usize,
     cup: usize,
     extra: &[usize],
@@ -289,14 +287,10 @@ fn up_step(
     check_len(&pw.weight(), w, cout * k)?;
     check_len(&pw.bias(), b, cout)?;
     let fused = Deconv3d::fused_pointwise(isa, (cin, cup, up_w), extra, w, b)?;
-    let (up_name, pw_name) = name.split_once('+').unwrap_or((name, name));
+    let net = net.name();
     Ok(UpStep {
-        name: format!("{}.{name}", net.name()),
-        taps: (
-            format!("{}.{up_name}", net.name()),
-            format!("{}.{pw_name}", net.name()),
-        ),
-        flops_per_in_voxel: fused.flops(1),
+        name: format!("{net}.{up_name}+{pw_name}"),
+        taps: (format!("{net}.{up_name}"), format!("{net}.{pw_name}")),
         fused,
         up: plain,
     })
@@ -315,8 +309,8 @@ impl UNet {
                 vec![skip]
             }
         };
-        let step = |layers, name, (cin, cup), extra: &[usize], cout| {
-            up_step(isa, src, net, layers, name, cin, cup, extra, cout)
+        let step = |layers, names, (cin, cup), extra: &[usize], cout| {
+            up_step(isa, src, net, layers, names, cin, cup, extra, cout)
         };
         let s3 = |cin, cout, groups, stride| ConvSpec {
             cin,
@@ -359,7 +353,7 @@ impl UNet {
             // MODEL.md: upN (deconv cin -> cup), then cM (1x1 over concat(upN, extra) -> cout).
             up4c0: step(
                 (Up::Up4, Pw::C0),
-                "up4+c0",
+                ("up4", "c0"),
                 (8 * f, 8 * f),
                 &extra(4 * f, s0),
                 8 * f,
@@ -367,13 +361,19 @@ impl UNet {
             rb5: res_block(isa, src, net, Block::Rb5)?,
             up3c1: step(
                 (Up::Up3, Pw::C1),
-                "up3+c1",
+                ("up3", "c1"),
                 (8 * f, 4 * f),
                 &extra(2 * f, s1),
                 4 * f,
             )?,
             rb6: res_block(isa, src, net, Block::Rb6)?,
-            up2c2: step((Up::Up2, Pw::C2), "up2+c2", (4 * f, 2 * f), &[f], 2 * f)?,
+            up2c2: step(
+                (Up::Up2, Pw::C2),
+                ("up2", "c2"),
+                (4 * f, 2 * f),
+                &[f],
+                2 * f,
+            )?,
             rb7: res_block(isa, src, net, Block::Rb7)?,
             fconv3: conv_whole(
                 isa,
@@ -761,15 +761,13 @@ impl UpStep {
         let (xl, parts) = (x.view_layout(), extra.iter().map(|v| v.view_layout()));
         let layouts: Vec<Layout> = [xl, ol].into_iter().chain(parts).collect();
         let (cin, cout) = self.fused.channels();
-        let k: usize =
-            self.up.channels().1 + extra.iter().map(|v| v.view_layout().c).sum::<usize>();
-        let k_extra = k - self.up.channels().1;
+        let k_extra: usize = extra.iter().map(|v| v.view_layout().c).sum();
         let bytes = bytes_of(&layouts) + 4 * (cin * cout * 8 + cout * k_extra) as u64;
         let stats = rec.layer(
             &|| self.name.clone(),
             LayerKind::Deconv,
             ol,
-            self.flops_per_in_voxel * xl.voxels() as u64,
+            self.fused.flops(xl.voxels()),
             bytes,
             || self.fused.run_fused_with_stats(x, extra, out),
         )?;
@@ -978,7 +976,7 @@ impl UNet {
                 .map(|p| p.conv1.spec().flops(vox(k)) + p.conv2.spec().flops(vox(k)))
                 .sum::<u64>()
         };
-        let up = |u: &UpStep, k: usize| u.flops_per_in_voxel * vox(k) as u64;
+        let up = |u: &UpStep, k: usize| u.fused.flops(vox(k));
         convs(&self.conv1, 0)
             + rb(&self.rb1, 0)
             + convs(&self.pool1, 1)

@@ -108,21 +108,26 @@ fn pack(
     packed
 }
 
+/// Why `weights` are not a `cin -> cout` deconvolution's `(cin, cout, 2, 2, 2)`, if not.
+fn check_weights(cin: usize, cout: usize, weights: &[f32]) -> Result<(), String> {
+    if cin == 0 || cout == 0 {
+        return Err("channels must be positive".into());
+    }
+    if weights.len() != cin * cout * 8 {
+        return Err(format!(
+            "{} weights given, ({cin}, {cout}, 2, 2, 2) needs {}",
+            weights.len(),
+            cin * cout * 8
+        ));
+    }
+    Ok(())
+}
+
 impl Deconv3d {
     /// Packs `weights` (MXNet layout `(cin, cout, 2, 2, 2)`) for `isa`.
     pub fn new(isa: Isa, cin: usize, cout: usize, weights: &[f32]) -> Result<Deconv3d, Error> {
-        if cin == 0 || cout == 0 {
-            return Err(Error::new(format!(
-                "deconv {cin} -> {cout}: channels must be positive"
-            )));
-        }
-        if weights.len() != cin * cout * 8 {
-            return Err(Error::new(format!(
-                "deconv {cin} -> {cout}: {} weights given, ({cin}, {cout}, 2, 2, 2) needs {}",
-                weights.len(),
-                cin * cout * 8
-            )));
-        }
+        check_weights(cin, cout, weights)
+            .map_err(|m| Error::new(format!("deconv {cin} -> {cout}: {m}")))?;
         Ok(Deconv3d {
             cin,
             cout,
@@ -154,12 +159,8 @@ impl Deconv3d {
                 "deconv {cin} -> {cup} fused with a 1x1 conv {k} -> {cout}: {m}"
             )))
         };
-        if cin == 0 || cup == 0 || up_weights.len() != cin * cup * 8 {
-            return fail(format!(
-                "{} deconvolution weights given, ({cin}, {cup}, 2, 2, 2) needs {}",
-                up_weights.len(),
-                cin * cup * 8
-            ));
+        if let Err(m) = check_weights(cin, cup, up_weights) {
+            return fail(format!("deconvolution: {m}"));
         }
         if extra.len() > MAX_EXTRA_PARTS || extra.contains(&0) {
             return fail(format!(
@@ -472,10 +473,8 @@ unsafe fn plane_body<S: Simd, const OC: usize, const FUSED: bool>(s: S, job: &Jo
     if FUSED && !job.stats.0.is_null() {
         for co in 0..job.cout {
             for a in 0..2 {
-                let (sum, sq) = s.stats_reduce(stats[2 * co + a]);
                 let at = job.stats.0.add(2 * (co * job.out_d + 2 * z + a));
-                *at += sum;
-                *at.add(1) += sq;
+                s.stats_add_to(stats[2 * co + a], at);
             }
         }
     }

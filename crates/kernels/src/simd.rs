@@ -40,6 +40,18 @@ pub(crate) unsafe trait Simd: Copy {
     /// `(sum, sum of squares)` of everything added.
     fn stats_reduce(self, acc: Self::Stats) -> (f64, f64);
 
+    /// Adds [`Simd::stats_reduce`]`(acc)` into the `(sum, sum of squares)` pair at `at`:
+    /// one (channel, plane) entry of a kernel's statistics partials.
+    ///
+    /// # Safety
+    /// `at .. at + 2` must be writable, and no other thread may write it meanwhile.
+    #[inline(always)]
+    unsafe fn stats_add_to(self, acc: Self::Stats, at: *mut f64) {
+        let (sum, sq) = self.stats_reduce(acc);
+        *at += sum;
+        *at.add(1) += sq;
+    }
+
     /// Loads `LANES` floats from `p`.
     ///
     /// # Safety
@@ -266,6 +278,17 @@ mod x86 {
     #[derive(Clone, Copy)]
     pub(crate) struct Avx2;
 
+    /// All bits set in lanes `0 .. n` of an AVX2 vector (`n <= 8`), clear in the others:
+    /// the mask of a row tail's loads, stores and statistics.
+    ///
+    /// # Safety
+    /// AVX2 must be present.
+    #[inline(always)]
+    unsafe fn first_lanes(n: usize) -> __m256i {
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane)
+    }
+
     // Safety: only constructed by dispatchers holding an `Isa` that proved AVX2 and FMA.
     unsafe impl Simd for Avx2 {
         type V = __m256;
@@ -281,10 +304,7 @@ mod x86 {
         fn stats_add(self, (s, q): Self::Stats, v: __m256, n: usize) -> Self::Stats {
             // Safety: AVX2 and FMA are present.
             unsafe {
-                let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-                let keep =
-                    _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane));
-                let v = _mm256_and_ps(v, keep);
+                let v = _mm256_and_ps(v, _mm256_castsi256_ps(first_lanes(n)));
                 let lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
                 let hi = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v));
                 let s = _mm256_add_pd(_mm256_add_pd(s, lo), hi);
@@ -366,22 +386,25 @@ mod x86 {
         }
         #[inline(always)]
         unsafe fn load_n(self, p: *const f32, n: usize) -> __m256 {
-            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane);
             // Masked-out lanes are neither read nor faulted on.
-            _mm256_maskload_ps(p, mask)
+            _mm256_maskload_ps(p, first_lanes(n))
         }
         #[inline(always)]
         unsafe fn store_first(self, p: *mut f32, v: __m256, n: usize) {
-            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane);
-            _mm256_maskstore_ps(p, mask, v)
+            _mm256_maskstore_ps(p, first_lanes(n), v)
         }
     }
 
     /// AVX-512F, 16 lanes.
     #[derive(Clone, Copy)]
     pub(crate) struct Avx512;
+
+    /// The AVX-512 mask of lanes `0 .. n` (`n <= 16`): a row tail's loads, stores and
+    /// statistics.
+    #[inline(always)]
+    fn first_lanes_mask(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
 
     // Safety: only constructed by dispatchers holding an `Isa` that proved AVX-512F.
     unsafe impl Simd for Avx512 {
@@ -398,7 +421,7 @@ mod x86 {
         fn stats_add(self, (s, q): Self::Stats, v: __m512, n: usize) -> Self::Stats {
             // Safety: as above.
             unsafe {
-                let v = _mm512_maskz_mov_ps(((1u32 << n) - 1) as __mmask16, v);
+                let v = _mm512_maskz_mov_ps(first_lanes_mask(n), v);
                 let lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
                 let hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
                     _mm512_castps_pd(v),
@@ -494,14 +517,12 @@ mod x86 {
         }
         #[inline(always)]
         unsafe fn load_n(self, p: *const f32, n: usize) -> __m512 {
-            let mask: __mmask16 = ((1u32 << n) - 1) as __mmask16;
             // Masked-out lanes are neither read nor faulted on.
-            _mm512_maskz_loadu_ps(mask, p)
+            _mm512_maskz_loadu_ps(first_lanes_mask(n), p)
         }
         #[inline(always)]
         unsafe fn store_first(self, p: *mut f32, v: __m512, n: usize) {
-            let mask: __mmask16 = ((1u32 << n) - 1) as __mmask16;
-            _mm512_mask_storeu_ps(p, mask, v)
+            _mm512_mask_storeu_ps(p, first_lanes_mask(n), v)
         }
     }
 }

@@ -539,10 +539,7 @@ pub(super) unsafe fn store_vector<S: Simd>(
 #[inline(always)]
 pub(super) unsafe fn finish_stats<S: Simd>(s: S, job: &Job, t: &Tile, o: usize, st: S::Stats) {
     if !t.stats.is_null() {
-        let (sum, sq) = s.stats_reduce(st);
-        let at = t.stats.add(2 * o * job.out_d);
-        *at += sum;
-        *at.add(1) += sq;
+        s.stats_add_to(st, t.stats.add(2 * o * job.out_d));
     }
 }
 
